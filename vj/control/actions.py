@@ -1,0 +1,29 @@
+"""Actions: targets that do something instead of holding a value (quit, stop, spark...).
+
+Like parameters they are data: each row names the action, what argument it takes, and what it does. Control
+sources may post to any parameter or action by name; mapping files are checked against both tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Arg = Literal["none", "int|string"]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    name: str
+    arg: Arg = "none"
+    doc: str = ""
+
+
+ACTIONS: tuple[ActionSpec, ...] = (
+    ActionSpec("quit", doc="end the show"),
+    ActionSpec("stop", doc="stop all motion (zoom, pan, rotate back to 0)"),
+    ActionSpec("hud", doc="show or hide the heads-up display"),
+    ActionSpec("fullscreen", doc="switch between window and full screen"),
+)
+
+ACTION_NAMES = frozenset(a.name for a in ACTIONS)
