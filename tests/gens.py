@@ -1,0 +1,82 @@
+"""Generators that misbehave on purpose, for tests (usable as --generator tests.gens:Name)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from vj.gen.base import Generator
+
+
+class Solid(Generator):
+    """A flat colour that brightens a little each frame: easy to recognise on screen."""
+
+    name = "solid"
+
+    def __init__(self, size: tuple[int, int] = (64, 64), **options: Any) -> None:
+        super().__init__(size)
+        self.n = 0
+
+    def generate(self, image: Any, params: Mapping[str, Any]) -> np.ndarray:
+        self.n += 1
+        return np.full((self.height, self.width, 3), (200, 40 + self.n % 100, 10), np.uint8)
+
+
+class Flaky(Solid):
+    """Raises on every third frame, counted across rebuilds."""
+
+    name = "flaky"
+    calls = itertools.count(1)
+
+    def generate(self, image: Any, params: Mapping[str, Any]) -> np.ndarray:
+        if next(Flaky.calls) % 3 == 0:
+            raise RuntimeError("flaky generator failed on purpose")
+        return super().generate(image, params)
+
+
+class Slow(Solid):
+    """Takes 100 ms a frame: a 10 fps generator. Paints stripes, so motion shows."""
+
+    name = "slow"
+
+    def generate(self, image: Any, params: Mapping[str, Any]) -> np.ndarray:
+        time.sleep(0.1)
+        img = super().generate(image, params)
+        img[:, (np.arange(self.width) // 8) % 2 == 0] //= 3
+        return img
+
+
+class HangOnce(Solid):
+    """Hangs on its second frame (until released); fine after that."""
+
+    name = "hang-once"
+    frame_timeout = 0.3
+    release = threading.Event()
+    hung = threading.Event()
+
+    def generate(self, image: Any, params: Mapping[str, Any]) -> np.ndarray:
+        if self.n == 1 and not HangOnce.hung.is_set():
+            HangOnce.hung.set()
+            HangOnce.release.wait(10)
+        return super().generate(image, params)
+
+
+class Broken(Generator):
+    """Cannot even be built."""
+
+    name = "broken"
+
+    def __init__(self, size: tuple[int, int] = (64, 64), **options: Any) -> None:
+        raise OSError("no weights here")
+
+
+class WrongShape(Solid):
+    name = "wrong-shape"
+
+    def generate(self, image: Any, params: Mapping[str, Any]) -> np.ndarray:
+        return np.zeros((3, 3), np.uint8)

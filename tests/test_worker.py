@@ -1,0 +1,135 @@
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from tests import gens
+from vj.gen import base
+from vj.gen.worker import GeneratorWorker, Job, Mailbox
+from vj.params import ParamStore
+
+SIZE = (64, 64)
+
+
+def job(**kw) -> Job:
+    p = ParamStore().values()
+    p.update(kw)
+    return Job(p, np.zeros(4))
+
+
+def drive(worker: GeneratorWorker, until, timeout: float = 10.0, **params) -> list:
+    """Feed jobs and run the watchdog like the loop does, until ``until(frames)`` or the timeout."""
+    frames: list = []
+    end = time.monotonic() + timeout
+    worker.start()
+    try:
+        while time.monotonic() < end and not until(frames):
+            worker.submit(job(**params))
+            worker.check()
+            f = worker.poll()
+            if f is not None:
+                frames.append(f)
+            time.sleep(0.005)
+    finally:
+        worker.stop()
+    return frames
+
+
+def build(cls):
+    return base.factory(f"tests.gens:{cls.__name__}", SIZE)
+
+
+def test_mailbox_keeps_only_the_newest():
+    box: Mailbox[int] = Mailbox()
+    assert box.take() is None
+    box.put(1)
+    box.put(2)
+    assert box.latest() == 2 and box.take() == 2 and box.take() is None
+    threading.Timer(0.05, box.put, args=(3,)).start()
+    assert box.latest(timeout=2) == 3
+
+
+def test_frames_flow_with_the_job_they_were_made_from():
+    w = GeneratorWorker(build(gens.Solid), SIZE, name="solid")
+    frames = drive(w, lambda f: len(f) >= 5, prompt="hello")
+    assert len(frames) >= 5
+    assert all(f.image.shape == (64, 64, 3) for f in frames)
+    assert [f.index for f in frames] == sorted({f.index for f in frames})
+    assert frames[-1].params["prompt"] == "hello"
+    assert w.stats.errors == 0 and w.stats.generated >= 5
+
+
+def test_a_generator_that_raises_is_counted_rebuilt_and_the_frames_keep_coming():
+    w = GeneratorWorker(build(gens.Flaky), SIZE, name="flaky", max_failures=100)
+    frames = drive(w, lambda f: len(f) >= 12)
+    assert len(frames) >= 12, "frames keep arriving between failures"
+    assert w.stats.errors >= 3
+    assert w.stats.restarts >= w.stats.errors - 1
+    assert "RuntimeError: flaky generator failed on purpose" in (w.stats.last_error or "")
+    assert w.stats.fallback is None
+
+
+def test_a_hung_generator_is_abandoned_and_a_fresh_one_takes_over():
+    gens.HangOnce.hung.clear()
+    gens.HangOnce.release.clear()
+    w = GeneratorWorker(build(gens.HangOnce), SIZE, name="hang")
+    try:
+        frames = drive(w, lambda f: len(f) >= 6 and gens.HangOnce.hung.is_set())
+    finally:
+        gens.HangOnce.release.set()
+    assert gens.HangOnce.hung.is_set()
+    assert w.stats.hangs == 1 and w.stats.restarts >= 1
+    assert len(frames) >= 6, "frames came again after the hang"
+    assert "hung" in (w.stats.last_error or "")
+
+
+def test_late_results_of_an_abandoned_thread_are_thrown_away():
+    gens.HangOnce.hung.clear()
+    gens.HangOnce.release.clear()
+    w = GeneratorWorker(build(gens.HangOnce), SIZE, name="hang")
+    drive(w, lambda f: w.stats.hangs == 1)
+    w.poll()  # whatever the fresh thread made before the stop
+    before = w.stats.generated
+    gens.HangOnce.release.set()  # the stuck generate() returns now, into an abandoned thread
+    time.sleep(0.2)
+    assert w.stats.generated == before
+    assert w.poll() is None
+
+
+def test_a_generator_that_cannot_load_falls_back():
+    fallback = base.factory("sketch", SIZE)
+    w = GeneratorWorker(build(gens.Broken), SIZE, name="broken", fallback=fallback, max_failures=2)
+    frames = drive(w, lambda f: len(f) >= 3)
+    assert w.stats.fallback == "sketch"
+    assert w.stats.errors >= 2 and "OSError: no weights here" in ((w.stats.error_kinds and w.stats.last_error) or "")
+    assert len(frames) >= 3
+
+
+def test_frames_of_the_wrong_shape_are_errors_not_crashes():
+    w = GeneratorWorker(build(gens.WrongShape), SIZE, name="wrong", max_failures=100)
+    frames = drive(w, lambda f: w.stats.errors >= 2)
+    assert frames == []
+    assert "expected uint8 (64, 64, 3)" in (w.stats.last_error or "")
+
+
+def test_freeze_stops_generation():
+    w = GeneratorWorker(build(gens.Solid), SIZE, name="solid")
+    end = time.monotonic() + 0.3
+    frames = drive(w, lambda f: time.monotonic() > end, freeze=True)
+    assert frames == [] and w.stats.generated == 0
+
+
+def test_the_generator_is_capped_at_the_display_rate():
+    w = GeneratorWorker(build(gens.Solid), SIZE, name="solid", max_fps=20)
+    end = time.monotonic() + 0.5
+    drive(w, lambda f: time.monotonic() > end)
+    assert w.stats.generated <= 20 * 0.5 + 3
+
+
+@pytest.mark.parametrize("name", ["nope", "tests.gens:Missing", "no.such.module:X"])
+def test_unknown_generators_are_clear_errors(name):
+    from vj.errors import GeneratorError
+
+    with pytest.raises(GeneratorError, match="generator"):
+        base.factory(name, SIZE)

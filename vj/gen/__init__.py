@@ -1,0 +1,6 @@
+"""Generators: what turns the previous frame into the next one. See ``vj.gen.base`` for the contract."""
+
+# name -> ("module:Class", one line for --help). Kept here, free of heavy imports, so `vj --help` stays instant.
+GENERATORS: dict[str, tuple[str, str]] = {
+    "sketch": ("vj.gen.sketch:SketchGenerator", "procedural dream on the CPU, no model needed (default)"),
+}

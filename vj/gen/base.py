@@ -1,0 +1,95 @@
+"""The generator contract, and where generators are found by name.
+
+A generator turns the previous frame, after the motion warp, into the next one::
+
+    frame = generator.generate(warped_previous_frame, params)   # None on the very first frame
+
+``params`` is a snapshot of every parameter (prompt, strength, seed, chaos...). Frames are whatever the generator
+likes to hold (an H x W x 3 uint8 array, or a tensor on its device); ``warp`` moves one by a camera difference and
+``to_display`` turns one into H x W x 3 uint8 RGB for the window. The defaults handle numpy frames on the CPU, so
+a simple generator only writes ``generate``.
+
+``--generator NAME`` takes a name from ``GENERATORS`` or ``package.module:Class`` for a generator of your own.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from vj.engine import motion
+from vj.errors import GeneratorError
+from vj.gen import GENERATORS
+
+
+class Generator:
+    name = "generator"
+    # How long one generate() may run before the worker gives up on it as hung and starts a fresh one.
+    frame_timeout = 10.0
+
+    def __init__(self, size: tuple[int, int] = (512, 512), **options: Any) -> None:
+        if options:
+            raise GeneratorError(f"{self.name} takes no options, got {', '.join(sorted(options))}")
+        self.width, self.height = size
+
+    def load(self) -> None:
+        """Slow set-up (weights, compilation). Runs on the worker thread while the window keeps going."""
+
+    def generate(self, image: Any, params: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def warp(self, frame: Any, delta: motion.Camera) -> Any:
+        return motion.warp(frame, delta)
+
+    def to_display(self, frame: Any) -> np.ndarray:
+        return frame
+
+    def close(self) -> None:
+        """Free what the generator holds. Must be safe to call twice."""
+
+
+GeneratorFactory = Callable[[], Generator]
+
+
+def find(name: str) -> type[Generator]:
+    """The generator class for a registered name or a ``module:Class`` path."""
+    path = GENERATORS.get(name, (name, ""))[0]
+    if ":" not in path:
+        known = ", ".join(GENERATORS)
+        raise GeneratorError(f"unknown generator '{name}' (choose {known}, or give package.module:Class)")
+    module_name, _, attr = path.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except ImportError as e:
+        raise GeneratorError(f"generator '{name}': cannot import {module_name} ({e})") from e
+    except AttributeError:
+        raise GeneratorError(f"generator '{name}': {module_name} has no {attr}") from None
+    if not callable(cls):
+        raise GeneratorError(f"generator '{name}': {path} is not a class")
+    return cls
+
+
+def factory(name: str, size: tuple[int, int], **options: Any) -> GeneratorFactory:
+    """A function that builds (and loads) a fresh generator: the worker calls it again after a crash."""
+    cls = find(name)
+
+    def build() -> Generator:
+        gen = cls(size, **options)
+        gen.load()
+        return gen
+
+    build.__name__ = f"build_{getattr(cls, 'name', name)}"
+    return build
+
+
+def check_frame(image: Any, size: tuple[int, int]) -> np.ndarray:
+    """``image`` if it is a displayable frame of ``size``; otherwise a GeneratorError that says what is wrong."""
+    w, h = size
+    if not isinstance(image, np.ndarray):
+        raise GeneratorError(f"frame is {type(image).__name__}, not a numpy array")
+    if image.shape != (h, w, 3) or image.dtype != np.uint8:
+        raise GeneratorError(f"frame is {image.dtype} {image.shape}, expected uint8 {(h, w, 3)}")
+    return image

@@ -1,0 +1,259 @@
+"""The generator's own thread, so the display never waits for it.
+
+The loop hands work over through two one-slot mailboxes, newest wins in both directions:
+
+    loop --Job(params snapshot, camera)--> [inbox]  --> worker: warp previous frame, generate
+    loop <--------------Frame-------------  [outbox] <-- (a frame not yet picked up is replaced by a newer one)
+
+The worker dreams on continuously from the latest job it has seen. A generator that raises is counted, closed and
+built again after a short back-off; one that hangs past its ``frame_timeout`` is abandoned (its thread is left to
+finish on its own and its late result is thrown away) and a fresh worker thread takes over. After ``max_failures``
+failures in a row without a good frame, the worker switches to the fallback generator, if it has one. Through all
+of it the window keeps showing and moving the last good frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from vj.gen.base import Generator, GeneratorFactory, check_frame
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Mailbox(Generic[T]):
+    """One slot; ``put`` replaces what is there. ``take`` empties it, ``latest`` leaves it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: T | None = None
+
+    def put(self, item: T) -> None:
+        with self._cond:
+            self._item = item
+            self._cond.notify_all()
+
+    def take(self) -> T | None:
+        with self._cond:
+            item, self._item = self._item, None
+            return item
+
+    def latest(self, timeout: float | None = None) -> T | None:
+        """The item in the slot, waiting up to ``timeout`` for one to arrive."""
+        with self._cond:
+            if self._item is None and timeout:
+                self._cond.wait(timeout)
+            return self._item
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    params: dict[str, Any]
+    camera: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    image: np.ndarray  # H x W x 3 uint8 RGB
+    camera: np.ndarray  # where the camera was when this frame's job was taken
+    index: int
+    params: dict[str, Any]
+    made: float  # time.monotonic() when it was finished
+    ms: float  # time spent in generate()
+
+
+@dataclass
+class WorkerStats:
+    name: str
+    generated: int = 0
+    errors: int = 0
+    restarts: int = 0
+    hangs: int = 0
+    fallback: str | None = None
+    last_error: str | None = None
+    fps: float = 0.0
+    state: str = "starting"  # starting, loading, running, failed
+    error_kinds: dict[str, int] = field(default_factory=dict)
+
+
+class GeneratorWorker:
+    def __init__(
+        self,
+        build: GeneratorFactory,
+        size: tuple[int, int],
+        *,
+        name: str,
+        fallback: GeneratorFactory | None = None,
+        fallback_name: str = "sketch",
+        max_failures: int = 3,
+        max_fps: float | None = None,
+    ) -> None:
+        self.inbox: Mailbox[Job] = Mailbox()
+        self.outbox: Mailbox[Frame] = Mailbox()
+        self.size = size
+        self.stats = WorkerStats(name)
+        self._build, self._fallback, self._fallback_name = build, fallback, fallback_name
+        self._max_failures = max_failures
+        self._min_interval = 1.0 / max_fps if max_fps else 0.0
+        self._lock = threading.Lock()
+        self._epoch = 0
+        self._running = False
+        self._busy_since: float | None = None
+        self._timeout = 10.0
+        self._thread: threading.Thread | None = None
+        # The dream carries on across restarts from the last good frame.
+        self._prev: Any = None
+        self._prev_camera: np.ndarray | None = None
+        self._index = 0
+        self._failures = 0  # in a row, since the last good frame
+        self._last_done = 0.0
+
+    # -- the loop's side ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._running = True
+        self._spawn()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._running = False
+        with self._lock:
+            self._epoch += 1
+        self.inbox.put(self.inbox.latest() or Job({}, np.zeros(4)))  # wake a thread waiting for its first job
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def submit(self, job: Job) -> None:
+        self.inbox.put(job)
+
+    def poll(self) -> Frame | None:
+        return self.outbox.take()
+
+    def check(self, now: float | None = None) -> None:
+        """The watchdog, called by the loop each frame: abandon a generate() that runs past its timeout."""
+        busy = self._busy_since
+        if busy is None or not self._running:
+            return
+        now = time.monotonic() if now is None else now
+        if now - busy <= self._timeout:
+            return
+        with self._lock:
+            if self._busy_since != busy:
+                return
+            self._busy_since = None
+            self._epoch += 1
+        self.stats.hangs += 1
+        self._fail(f"generate() hung for more than {self._timeout:g} s")
+        log.error("generator %s hung; starting a fresh one (the stuck thread is left to finish)", self.stats.name)
+        self._spawn()
+
+    # -- the worker thread ------------------------------------------------------------------------------------
+    def _spawn(self) -> None:
+        with self._lock:
+            epoch = self._epoch
+        self._thread = threading.Thread(target=self._run, args=(epoch,), name=f"vj-gen-{epoch}", daemon=True)
+        self._thread.start()
+
+    def _current(self, epoch: int) -> bool:
+        return self._running and epoch == self._epoch
+
+    def _fail(self, message: str) -> int:
+        stats = self.stats
+        stats.errors += 1
+        stats.last_error = message
+        kind = message.split(":", 1)[0]
+        first = kind not in stats.error_kinds
+        stats.error_kinds[kind] = stats.error_kinds.get(kind, 0) + 1
+        if first:
+            log.error("generator %s failed: %s (kept going; repeats are counted)", stats.name, message)
+        self._failures += 1
+        return self._failures
+
+    def _create(self, epoch: int) -> Generator | None:
+        if self._failures >= self._max_failures and self._fallback is not None and self.stats.fallback is None:
+            log.error("generator %s keeps failing; falling back to %s", self.stats.name, self._fallback_name)
+            self._build, self.stats.fallback = self._fallback, self._fallback_name
+        self.stats.state = "loading"
+        gen = self._build()
+        self._timeout = float(getattr(gen, "frame_timeout", 10.0))
+        if not self._current(epoch):
+            gen.close()
+            return None
+        self.stats.state = "running"
+        return gen
+
+    def _run(self, epoch: int) -> None:
+        gen: Generator | None = None
+        first_build = epoch == 0
+        last_start = 0.0
+        try:
+            while self._current(epoch):
+                job = self.inbox.latest(timeout=0.1)
+                if job is None or not self._current(epoch):
+                    continue
+                if job.params.get("freeze"):
+                    time.sleep(0.02)
+                    continue
+                wait = last_start + self._min_interval - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                last_start = time.monotonic()
+                try:
+                    if gen is None:
+                        if not first_build:
+                            self.stats.restarts += 1
+                        first_build = False
+                        gen = self._create(epoch)
+                        if gen is None:
+                            return
+                    prev, prev_cam = self._prev, self._prev_camera
+                    x = None if prev is None or prev_cam is None else gen.warp(prev, job.camera - prev_cam)
+                    with self._lock:
+                        self._busy_since = time.monotonic()
+                    t0 = time.perf_counter()
+                    out = gen.generate(x, job.params)
+                    ms = (time.perf_counter() - t0) * 1000
+                    with self._lock:
+                        self._busy_since = None
+                        if epoch != self._epoch:
+                            return  # abandoned as hung while we were busy: this result is stale
+                    image = check_frame(gen.to_display(out), self.size)
+                except Exception as e:  # noqa: BLE001 - a generator may fail in any way; the show goes on
+                    with self._lock:
+                        self._busy_since = None
+                    if not self._current(epoch):
+                        return
+                    failures = self._fail(f"{type(e).__name__}: {e}")
+                    self.stats.state = "failed"
+                    if gen is not None:
+                        _close(gen)
+                        gen = None
+                    time.sleep(min(2.0, 0.05 * 2 ** min(failures, 6)))
+                    continue
+                self._failures = 0
+                self._prev, self._prev_camera = out, job.camera
+                self._index += 1
+                stats = self.stats
+                stats.generated += 1
+                now = time.monotonic()
+                self.outbox.put(Frame(image, job.camera, self._index, job.params, now, ms))
+                if stats.generated > 1:
+                    interval = max(1e-6, now - self._last_done)
+                    stats.fps = 1.0 / interval if stats.fps == 0 else 0.9 * stats.fps + 0.1 / interval
+                self._last_done = now
+        finally:
+            if gen is not None:
+                _close(gen)
+
+
+def _close(gen: Generator) -> None:
+    try:
+        gen.close()
+    except Exception:
+        log.debug("closing generator failed", exc_info=True)
