@@ -1,0 +1,141 @@
+import itertools
+import json
+import math
+import threading
+
+import numpy as np
+import pytest
+
+from tests import gens
+from vj.engine.loop import Show, ShowConfig
+from vj.gen import base
+
+
+def show(generator="sketch", **kw) -> Show:
+    cfg = ShowConfig(size=(320, 180), gen_size=(96, 96), headless=True, generator=generator, **kw)
+    return Show(cfg)
+
+
+def at_frame(n: int, action):
+    def callback(s: Show) -> None:
+        if s.frames == n:
+            action(s)
+
+    return callback
+
+
+def test_report_has_everything_the_contract_names():
+    s = show(frames=30)
+    report = s.run()
+    json.dumps(report)  # serialisable as is
+    for key in (
+        "frames",
+        "generated",
+        "frame_ms",
+        "params",
+        "events",
+        "rejected",
+        "sparks",
+        "scene",
+        "dreams_saved",
+        "generator",
+    ):
+        assert key in report, key
+    assert report["frames"] == 30
+    assert report["generated"] >= 1
+    assert set(report["frame_ms"]) == {"p50", "p99", "max"}
+    assert report["frame_ms"]["p50"] <= report["frame_ms"]["p99"] <= report["frame_ms"]["max"]
+    assert report["params"]["prompt"] == "a luminous dream of drifting nebulae"
+    assert {"osc", "midi", "voice", "keys"} <= set(report["events"]) and {"osc", "midi"} <= set(report["rejected"])
+    assert set(report["generator"]) >= {"name", "errors", "restarts"}
+
+
+def test_a_slow_generator_does_not_slow_the_display():
+    s = show("tests.gens:Slow", seconds=1.5)
+    report = s.run()
+    assert report["generated"] >= 3
+    assert report["frames"] >= 4 * report["generated"], "the display ran on between generated frames"
+
+
+def test_motion_continues_between_generated_frames():
+    s = show("tests.gens:Slow", frames=40, params={"zoom": 0.0, "rotate": 1.0})
+    shots: list = []
+
+    def grab(s: Show) -> None:
+        if s.shown:
+            shots.append((s.shown, s.window.screenshot().astype(np.int16)))
+
+    s.on_frame.append(grab)
+    s.run()
+    same_source = [(a, b) for (na, a), (nb, b) in itertools.pairwise(shots) if na == nb]
+    assert len(same_source) >= 5
+    moving = [np.abs(a - b).mean() > 0 for a, b in same_source]
+    assert sum(moving) >= 0.8 * len(moving)
+
+
+def test_a_failing_generator_leaves_the_show_running_and_is_counted():
+    s = show("tests.gens:Flaky", frames=90)
+    report = s.run()
+    assert report["frames"] == 90
+    gen = report["generator"]
+    assert gen["errors"] >= 1 and gen["restarts"] >= 1
+    assert "flaky generator failed on purpose" in gen["last_error"]
+
+
+def test_a_generator_that_never_loads_falls_back_to_sketch():
+    s = show("tests.gens:Broken", frames=120)
+    report = s.run()
+    assert report["generator"]["fallback"] == "sketch"
+    assert report["generated"] >= 1
+
+
+def test_events_from_other_threads_reach_the_params():
+    s = show(frames=20)
+    s.on_frame.append(at_frame(3, lambda s: threading.Thread(target=s.bus.post, args=("osc", "zoom", 0.5)).start()))
+    s.on_frame.append(at_frame(4, lambda s: s.bus.post("midi", "pan_x", -2.0)))
+    report = s.run()
+    assert report["params"]["zoom"] == 0.5
+    assert report["params"]["pan_x"] == -1.0, "clamped into range"
+    assert report["events"]["osc"] == 1 and report["events"]["midi"] == 1
+
+
+def test_bad_events_are_rejected_counted_and_change_nothing():
+    s = show(frames=10)
+    s.bus.post("osc", "zoom", math.nan)
+    s.bus.post("osc", "zzoom", 1.0)
+    s.bus.post("midi", "prompt", 12)
+    s.bus.post("voice", "prompt", "fire", "toggle")
+    report = s.run()
+    assert report["rejected"]["osc"] == 2 and report["rejected"]["midi"] == 1 and report["rejected"]["voice"] == 1
+    assert report["params"]["zoom"] == 0.15 and report["params"]["prompt"] != 12
+
+
+def test_quit_ends_the_show():
+    s = show(frames=10_000)
+    s.on_frame.append(at_frame(5, lambda s: s.bus.post("keys", "quit", op="fire")))
+    assert s.run()["frames"] == 6
+
+
+def test_stop_zeroes_all_motion():
+    s = show(frames=10, params={"pan_x": 0.4, "rotate": -0.3})
+    s.bus.post("voice", "stop", op="fire")
+    params = s.run()["params"]
+    assert (params["zoom"], params["pan_x"], params["pan_y"], params["rotate"]) == (0, 0, 0, 0)
+
+
+def test_freeze_holds_the_camera_and_the_generator():
+    s = show(frames=30, params={"freeze": True, "zoom": 1.0})
+    report = s.run()
+    assert np.array_equal(s.camera, np.zeros(4))
+    assert report["generated"] <= 1
+
+
+def test_bad_starting_values_are_config_errors():
+    from vj.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="zoom needs a number"):
+        show(params={"zoom": "fast"})
+
+
+def test_generators_are_built_by_name():
+    assert base.find("tests.gens:Solid") is gens.Solid

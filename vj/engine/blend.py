@@ -1,0 +1,75 @@
+"""What the window shows between generated frames.
+
+A generator may deliver 5 frames a second or 60; the display runs at its own rate either way. Two tricks make a
+slow generator look smooth:
+
+* **timewarp**: each generated frame remembers its camera; at display time it is warped forward to the camera *now*,
+  so zoom, pan and rotation move at the display rate (and a knob on a motion rate shows in the very next frame);
+* **crossfade**: a new frame fades in over one generator interval, from whatever was on screen when it arrived.
+
+Work happens at the generator's resolution in BGRA, the layout of the display surface and OpenCV's fast path.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from vj.engine import motion
+from vj.gen.worker import Frame
+
+BLACKOUT_S = 0.3  # how long blackout takes to fade out or in
+
+
+class FrameBlender:
+    def __init__(self, size: tuple[int, int]) -> None:
+        w, h = size
+        self._to: tuple[np.ndarray, np.ndarray] | None = None
+        self._from: tuple[np.ndarray, np.ndarray] | None = None
+        self._arrived = 0.0
+        self._interval = 0.1  # seconds between generated frames (smoothed): the crossfade's length
+        self._mix = np.zeros((h, w, 4), np.uint8)  # the crossfade, before the output level
+        self._out = np.zeros_like(self._mix)
+        self._warped_to = np.zeros_like(self._out)
+        self._warped_from = np.zeros_like(self._out)
+        self._mid_fade = False
+        self._shown_camera = motion.new_camera()
+        self._level = 1.0
+
+    @property
+    def ready(self) -> bool:
+        return self._to is not None
+
+    def push(self, frame: Frame, now: float) -> None:
+        bgra = cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGRA)
+        if self._to is not None:
+            gap = now - self._arrived
+            self._interval = min(0.5, max(1 / 240, 0.8 * self._interval + 0.2 * gap))
+            # Mid-fade, start from what is on screen; else from the frame that was fully shown.
+            self._from = (self._mix.copy(), self._shown_camera.copy()) if self._mid_fade else self._to
+        self._to = (bgra, frame.camera)
+        self._arrived = now
+
+    def compose(self, camera: np.ndarray, now: float, level: float = 1.0, dt: float = 0.0) -> np.ndarray | None:
+        """The picture for this display frame (BGRA, generator size), or None before the first frame."""
+        if self._to is None:
+            return None
+        alpha = min(1.0, max(0.0, (now - self._arrived) / self._interval))
+        to_img, to_cam = self._to
+        self._mid_fade = alpha < 1.0 and self._from is not None
+        if self._mid_fade:
+            assert self._from is not None
+            from_img, from_cam = self._from
+            a = motion.warp(from_img, camera - from_cam, out=self._warped_from)
+            b = motion.warp(to_img, camera - to_cam, out=self._warped_to)
+            cv2.addWeighted(a, 1.0 - alpha, b, alpha, 0.0, dst=self._mix)
+        else:
+            motion.warp(to_img, camera - to_cam, out=self._mix)
+        self._shown_camera = camera
+        # Output level: brightness times a short fade for blackout, so a blackout is never a hard cut.
+        step = dt / BLACKOUT_S if dt > 0 else 1.0
+        self._level += max(-step, min(step, level - self._level))
+        if self._level > 0.999:
+            return self._mix
+        cv2.convertScaleAbs(self._mix, dst=self._out, alpha=max(0.0, self._level))
+        return self._out

@@ -1,0 +1,308 @@
+"""The show: one loop on one thread owns all engine state.
+
+Each display frame:
+
+    keys -> bus        read the window's events (SDL delivers them on this thread)
+    bus -> params      apply what every source posted since the last frame (newest wins per target)
+    params.step        glide smoothed parameters
+    camera             integrate the motion rates (unless frozen)
+    worker.submit      hand the generator a snapshot: latest wins, never waits
+    worker.poll        take a finished frame if there is one
+    blend              timewarp + crossfade the last two generated frames to this instant
+    window.present     scale into the window, HUD on top
+    pace               sleep until the next frame is due
+
+Other threads (OSC server, MIDI callbacks, the voice worker) only ever ``bus.post()``; sources are objects with
+``start(bus)`` and ``stop()`` added with ``Show.add_source`` — the loop never needs to know what they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from vj.control.actions import ACTION_NAMES
+from vj.control.bus import ControlBus, Event
+from vj.engine import motion
+from vj.engine.blend import FrameBlender
+from vj.errors import ConfigError, ParamError
+from vj.gen import base
+from vj.gen.worker import GeneratorWorker, Job
+from vj.output.stats import Timings
+from vj.params import ParamStore, unknown
+
+log = logging.getLogger(__name__)
+
+MAX_DT = 0.25  # a stall (a dragged window, a suspended laptop) must not fling the camera across the dream
+
+
+class Source(Protocol):
+    def start(self, bus: ControlBus) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class ShowConfig:
+    size: tuple[int, int] = (1280, 720)
+    gen_size: tuple[int, int] = (512, 512)
+    fps: float = 60.0
+    fullscreen: bool = False
+    display: int = 0
+    headless: bool = False
+    fit: str = "contain"
+    seconds: float | None = None
+    frames: int | None = None
+    generator: str = "sketch"
+    generator_options: dict[str, Any] = field(default_factory=dict)
+    hud: bool = True
+    cap_generator: bool = True  # no faster than the display: a frame nobody sees is wasted power
+    params: dict[str, Any] = field(default_factory=dict)  # starting values, e.g. {"prompt": "..."}
+
+
+class Show:
+    def __init__(
+        self,
+        config: ShowConfig,
+        *,
+        bus: ControlBus | None = None,
+        params: ParamStore | None = None,
+        build: base.GeneratorFactory | None = None,
+    ) -> None:
+        self.config = config
+        self.bus = bus or ControlBus()
+        self.params = params or ParamStore()
+        for name, value in config.params.items():
+            try:
+                self.params.jump(name, value)
+            except ParamError as e:
+                raise ConfigError(str(e), key=name) from None
+        self._build = build or base.factory(config.generator, config.gen_size, **config.generator_options)
+        self.camera = motion.new_camera()
+        self.frames = 0
+        self.shown = 0
+        self.frame_ms = Timings()
+        self.interval_ms = Timings()
+        self.late_frames = 0
+        self.last_event: Event | None = None
+        self.last_event_at = 0.0
+        self.elapsed = 0.0
+        self.sources: list[Source] = []
+        self._running = threading.Event()
+        self._actions: dict[str, Callable[[Event], None]] = {
+            "quit": lambda e: self.stop(),
+            "stop": self._stop_motion,
+            "hud": lambda e: self.hud.toggle() if self.hud else None,
+            "fullscreen": lambda e: self.window.toggle_fullscreen() if self.window else None,
+        }
+        assert set(self._actions) == ACTION_NAMES, "every action in the table needs a handler"
+        self.window: Any = None
+        self._window_state = (list(config.size), config.fullscreen)
+        self.hud: Any = None
+        self.keyboard: Any = None
+        self.worker: GeneratorWorker | None = None
+        self.blender = FrameBlender(config.gen_size)
+        self.on_frame: list[Callable[[Show], None]] = []  # called after each presented frame (tests, recorders)
+
+    def add_source(self, source: Source) -> None:
+        self.sources.append(source)
+
+    def stop(self) -> None:
+        """End the show after the current frame. Safe from any thread."""
+        self._running.clear()
+
+    # -- applying control events -----------------------------------------------------------------------------
+    def apply(self, events: list[Event]) -> None:
+        for event in events:
+            try:
+                self._apply_one(event)
+            except ParamError as e:
+                self.bus.reject(event.source, str(e), key=event.target)
+                continue
+            self.last_event, self.last_event_at = event, time.monotonic()
+
+    def _apply_one(self, e: Event) -> None:
+        if e.target in self._actions:
+            self._actions[e.target](e)
+            return
+        if e.target not in self.params:
+            raise unknown(e.target, list(self.params.specs) + list(self._actions), "parameter or action")
+        if e.op == "set":
+            self.params.set(e.target, e.value)
+        elif e.op == "add":
+            self.params.add(e.target, e.value)
+        elif e.op == "nudge":
+            self.params.nudge(e.target, e.value)
+        elif e.op == "toggle":
+            spec = self.params.spec(e.target)
+            if spec.kind != "bool":
+                raise ParamError(f"{e.target} is {spec.describe()}: it cannot be toggled")
+            self.params.set(e.target, not self.params.target(e.target))
+        elif e.op == "fire":
+            self.params.fire(e.target)
+
+    def _stop_motion(self, e: Event) -> None:
+        for name in ("zoom", "pan_x", "pan_y", "rotate"):
+            self.params.set(name, 0.0)
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        import cv2
+
+        from vj.control.keys import Keyboard
+        from vj.output.hud import Hud
+        from vj.output.window import Window
+
+        # Two threads share the cores: OpenCV's own thread pool on top would only make them fight.
+        cv2.setNumThreads(1)
+        cfg = self.config
+        self.window = Window(
+            cfg.size,
+            fullscreen=cfg.fullscreen,
+            display=cfg.display,
+            headless=cfg.headless,
+            fit=cfg.fit,  # type: ignore[arg-type]
+        )
+        self.hud = Hud(self.window.pg)
+        self.hud.visible = cfg.hud
+        self.keyboard = Keyboard(self.window.pg, self.bus)
+        fallback = base.factory("sketch", cfg.gen_size) if cfg.generator != "sketch" else None
+        self.worker = GeneratorWorker(self._build, cfg.gen_size, name=cfg.generator, fallback=fallback, max_fps=cfg.fps)
+        self._running.set()
+        self.worker.start()
+        for source in self.sources:
+            source.start(self.bus)
+        try:
+            self._loop()
+        except KeyboardInterrupt:
+            log.info("interrupted")
+        finally:
+            self._running.clear()
+            for source in reversed(self.sources):
+                try:
+                    source.stop()
+                except Exception:
+                    log.exception("stopping %s failed", source)
+            self.worker.stop()
+            self._window_state = (list(self.window.size), bool(self.window.fullscreen))
+            self.window.close()
+        return self.report()
+
+    def _loop(self) -> None:
+        cfg, worker, window = self.config, self.worker, self.window
+        assert worker is not None
+        period = 1.0 / cfg.fps
+        clock = time.perf_counter
+        start = last = next_due = clock()
+        while self._running.is_set():
+            now = clock()
+            if self.frames:
+                interval = now - last
+                self.interval_ms.add(interval * 1000)
+                if interval > 1.5 * period:
+                    self.late_frames += 1
+            dt = min(MAX_DT, now - last)
+            last = now
+
+            for event in window.events():
+                self.keyboard.handle(event)
+            self.apply(self.bus.drain())
+            self.params.step(dt)
+            values = self.params.values()
+            if not values["freeze"]:
+                self.camera = motion.advance(self.camera, values, dt)
+            worker.submit(Job(values, self.camera))
+            worker.check()
+            frame = worker.poll()
+            if frame is not None:
+                self.blender.push(frame, now)
+                self.shown += 1
+            level = 0.0 if values["blackout"] else float(values["brightness"])
+            picture = self.blender.compose(self.camera, now, level, dt)
+            if self.hud.due(now):
+                self.hud.update(self._hud_lines(now), now)
+            window.present(picture, self.hud.surface())
+            self.frames += 1
+            self.frame_ms.add((clock() - now) * 1000)
+            for callback in self.on_frame:
+                callback(self)
+
+            self.elapsed = clock() - start
+            if (cfg.seconds is not None and self.elapsed >= cfg.seconds) or (
+                cfg.frames is not None and self.frames >= cfg.frames
+            ):
+                break
+            next_due += period
+            delay = next_due - clock()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -period:
+                next_due = clock()  # fell behind: do not rush to catch up, just carry on from now
+        self.elapsed = clock() - start
+
+    # -- what the performer and the report see ----------------------------------------------------------
+    def _hud_lines(self, now: float) -> list[str]:
+        from vj.control.keys import HELP
+
+        p, w = self.params, self.worker
+        assert w is not None
+        recent = self.interval_ms.recent_percentile(50)
+        fps = 1000 / recent if recent else 0.0
+        stats = w.stats
+        gen = f"{stats.fallback or stats.name} {stats.fps:.1f} fps"
+        if stats.state != "running":
+            gen += f" ({stats.state})"
+        lines = [
+            f"vj {fps:.0f} fps  frame {self.frame_ms.recent_percentile(50):.1f} ms"
+            f" (p99 {self.frame_ms.recent_percentile(99):.1f})   {gen}   errors {stats.errors}"
+            f"  restarts {stats.restarts}",
+            f"zoom {p['zoom']:+.2f}  pan {p['pan_x']:+.2f} {p['pan_y']:+.2f}  rotate {p['rotate']:+.2f}"
+            f"  speed {p['speed']:.2f}  strength {p['strength']:.2f}  chaos {p['chaos']:.2f}"
+            + ("  FROZEN" if p["freeze"] else "")
+            + ("  BLACKOUT" if p["blackout"] else ""),
+            f"prompt: {p['prompt'][:90]}",
+        ]
+        if self.last_event is not None:
+            lines.append(f"last: {self.last_event.describe()}  ({now - self.last_event_at:.0f} s ago)")
+        if self.keyboard is not None and self.keyboard.typing is not None:
+            lines.append(f"prompt> {self.keyboard.typing}_")
+        lines.extend(HELP)
+        return lines
+
+    def report(self) -> dict[str, Any]:
+        stats = self.worker.stats if self.worker else None
+        elapsed = max(self.elapsed, 1e-9)
+        return {
+            "seconds": round(self.elapsed, 3),
+            "frames": self.frames,
+            "fps": round(self.frames / elapsed, 2),
+            "generated": stats.generated if stats else 0,
+            "shown": self.shown,
+            "frame_ms": self.frame_ms.summary(),
+            "interval_ms": self.interval_ms.summary(),
+            "late_frames": self.late_frames,
+            "params": {n: self.params.target(n) for n, s in self.params.specs.items() if s.kind != "trigger"},
+            "events": self.bus.counts(),
+            "rejected": self.bus.rejected_counts(),
+            "sparks": 0,
+            "scene": None,
+            "dreams_saved": 0,
+            "generator": {
+                "name": self.config.generator,
+                "size": list(self.config.gen_size),
+                "fps": round(stats.fps, 2) if stats else 0.0,
+                "errors": stats.errors if stats else 0,
+                "restarts": stats.restarts if stats else 0,
+                "hangs": stats.hangs if stats else 0,
+                "fallback": stats.fallback if stats else None,
+                "last_error": stats.last_error if stats else None,
+            },
+            "window": {
+                "size": self._window_state[0],
+                "fullscreen": self._window_state[1],
+                "headless": self.config.headless,
+            },
+        }
