@@ -1,0 +1,81 @@
+"""Benchmark: the display loop at full HD while the generator runs flat out, and the sketch generator alone.
+
+    python scripts/bench_display.py [--seconds 10] [--size 1920x1080] [--gen-size 512x512]
+
+Prints a table and one JSON line. Numbers, not assertions: the targets are 60 fps with frame time p99 <= 16.7 ms
+on 2 CPU cores, and the sketch generator >= 30 frames/s at 512x512.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+import cv2
+import numpy as np
+
+from vj.cli import _size
+from vj.engine import motion
+from vj.engine.loop import Show, ShowConfig
+from vj.gen.sketch import SketchGenerator
+from vj.params import ParamStore
+
+
+def generator_alone(size: tuple[int, int], frames: int) -> dict[str, float]:
+    """The sketch generator's own speed: warp + generate, one thread, as the worker runs it."""
+    cv2.setNumThreads(1)
+    gen = SketchGenerator(size)
+    params = ParamStore().values()
+    img, cam, prev = gen.generate(None, params), motion.new_camera(), motion.new_camera()
+    times = []
+    for _ in range(frames):
+        cam = motion.advance(cam, params, 1 / 30)
+        t0 = time.perf_counter()
+        img = gen.generate(gen.warp(img, cam - prev), params)
+        times.append((time.perf_counter() - t0) * 1000)
+        prev = cam
+    ms = float(np.median(times))
+    return {"ms_p50": round(ms, 2), "ms_p99": round(float(np.percentile(times, 99)), 2), "fps": round(1000 / ms, 1)}
+
+
+def display_under_load(size: tuple[int, int], gen_size: tuple[int, int], seconds: float) -> dict:
+    cfg = ShowConfig(size=size, gen_size=gen_size, headless=True, seconds=seconds, cap_generator=False)
+    return Show(cfg).run()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--size", type=_size, default=(1920, 1080))
+    ap.add_argument("--gen-size", type=_size, default=(512, 512))
+    args = ap.parse_args()
+
+    alone = generator_alone(args.gen_size, 300)
+    report = display_under_load(args.size, args.gen_size, args.seconds)
+    w, h = args.size
+    gw, gh = args.gen_size
+    print(f"machine: {os.cpu_count()} CPU cores")
+    print(f"sketch generator alone, {gw}x{gh}:      {alone['fps']:6.1f} frames/s  ({alone['ms_p50']:.1f} ms p50)")
+    print(f"display {w}x{h}, generator flat out, {report['seconds']:.0f} s:")
+    print(f"  display frames  {report['frames']:6d}   ({report['fps']:.1f} fps)   late frames {report['late_frames']}")
+    print(f"  generated       {report['generated']:6d}   ({report['generated'] / report['seconds']:.1f} frames/s)")
+    fm, im = report["frame_ms"], report["interval_ms"]
+    print(f"  frame time ms   p50 {fm['p50']:.2f}   p99 {fm['p99']:.2f}   max {fm['max']:.2f}   (budget 16.7)")
+    print(f"  interval ms     p50 {im['p50']:.2f}   p99 {im['p99']:.2f}   max {im['max']:.2f}")
+    line = {
+        "sketch_fps_alone": alone["fps"],
+        "display_fps": report["fps"],
+        "frames": report["frames"],
+        "generated": report["generated"],
+        "frame_ms": fm,
+        "interval_ms": im,
+    }
+    print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "SDL_VIDEODRIVER": "dummy", "PYTHONPATH": str(ROOT)}
+
+
+def vj(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vj", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def test_help_and_import_stay_light():
+    code = (
+        "import sys, vj, vj.cli, vj.params, vj.control.bus\n"
+        "try:\n    vj.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = {'torch', 'diffusers', 'faster_whisper', 'pygame', 'cv2', 'numpy'} & set(sys.modules)\n"
+        "print(sorted(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, cwd=ROOT, check=False)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_run_help_explains_the_options():
+    out = vj("run", "--help")
+    assert out.returncode == 0
+    for option in ("--fullscreen", "--display", "--size", "--headless", "--seconds", "--frames", "--report"):
+        assert option in out.stdout
+    assert "Esc quit" in out.stdout
+
+
+def test_headless_run_writes_the_report(tmp_path):
+    path = tmp_path / "report.json"
+    out = vj("run", "--headless", "--frames", "30", "--size", "320x180", "--report", str(path))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(path.read_text())
+    assert report["frames"] == 30 and report["window"]["headless"] is True
+
+
+def test_report_to_stdout_is_json_alone():
+    out = vj(
+        "run", "--headless", "--frames", "10", "--size", "320x180", "--prompt", "fire", "--seed", "5", "--report", "-"
+    )
+    report = json.loads(out.stdout)
+    assert report["params"]["prompt"] == "fire" and report["params"]["seed"] == 5
+
+
+def test_a_flaky_generator_is_counted_in_the_report():
+    out = vj(
+        "run",
+        "--headless",
+        "--frames",
+        "90",
+        "--size",
+        "320x180",
+        "--gen-size",
+        "64x64",
+        "--generator",
+        "tests.gens:Flaky",
+        "--report",
+        "-",
+    )
+    report = json.loads(out.stdout)
+    assert report["frames"] == 90
+    assert report["generator"]["errors"] >= 1 and report["generator"]["restarts"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--size", "12"], "WIDTHxHEIGHT"),
+        (["--size", "5x5"], "out of range"),
+        (["--fps", "0"], "must be above 0"),
+        (["--generator", "nope"], "unknown generator 'nope'"),
+        (["--display", "5"], "--display 5"),
+        (["--seed", "abc"], "invalid int value"),
+        (["--report", "/no/such/dir/r.json"], "/no/such/dir/r.json"),
+        (["--seconds", "1", "--frames", "3"], "not allowed with"),
+    ],
+)
+def test_bad_input_is_a_clear_message_and_exit_2(args, message):
+    out = vj("run", "--headless", "--frames", "2", "--size", "160x90", *args)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_sigterm_ends_the_show_cleanly_with_a_report(tmp_path):
+    path = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vj", "run", "--headless", "--seconds", "60", "--size", "160x90", "--report", str(path)],
+        env=ENV,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+    report = json.loads(path.read_text())
+    assert 0 < report["seconds"] < 30 and report["frames"] > 0
+
+
+def test_readme_documents_every_parameter_and_key():
+    from vj.control.keys import CHARS
+    from vj.params import PARAMS
+
+    readme = (ROOT / "README.md").read_text()
+    for spec in PARAMS:
+        assert f"| `{spec.name}` |" in readme, f"README's parameter table lacks {spec.name}"
+    for char in CHARS:
+        assert f"`{char}`" in readme or f"`{char.upper()}`" in readme, f"README's key table lacks {char!r}"
