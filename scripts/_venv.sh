@@ -29,7 +29,12 @@ want="$(cat "$root/pyproject.toml" "$root/scripts/_venv.sh" | sha256sum | cut -c
 stamp="$venv/.vj-installed"
 if [ ! -f "$stamp" ] || ! grep -qxF "$want" "$stamp"; then
     echo "installing vj${extras:+[$extras]} into $venv (first run, or pyproject.toml changed)..." >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root${extras:+[$extras]}"
+    log="$venv/install.log"
+    if ! { "$venv/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
+        "$venv/bin/python" -m pip install --disable-pip-version-check -e "$root${extras:+[$extras]}"; } >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        echo "installing failed; the whole log is in $log" >&2
+        exit 1
+    fi
     echo "$want" >>"$stamp"
 fi
