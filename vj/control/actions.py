@@ -17,10 +17,11 @@ class ActionSpec:
     name: str
     arg: Arg = "none"
     doc: str = ""
+    remote: bool = True  # reachable over OSC and MIDI (quitting the show is not: one stray packet would end it)
 
 
 ACTIONS: tuple[ActionSpec, ...] = (
-    ActionSpec("quit", doc="end the show"),
+    ActionSpec("quit", doc="end the show", remote=False),
     ActionSpec("stop", doc="stop all motion (zoom, pan, rotate back to 0)"),
     ActionSpec("hud", doc="show or hide the heads-up display"),
     ActionSpec("fullscreen", doc="switch between window and full screen"),
