@@ -72,12 +72,34 @@ def _add_run(sub: Any) -> None:
     w.add_argument("--fps", type=_positive(float), default=60.0, help="display frame rate (60)")
     w.add_argument("--no-hud", action="store_true", help="start with the HUD hidden (Tab shows it)")
     w.add_argument("--headless", action="store_true", help="no window (SDL's dummy video driver), same loop")
+    c = p.add_argument_group("control (OSC, MIDI)")
+    c.add_argument(
+        "--mapping", metavar="FILE", help="mapping file or name in mappings/ (default: mappings/default.toml)"
+    )
+    c.add_argument("--osc-host", default="127.0.0.1", help="address to listen on for OSC (0.0.0.0: every network)")
+    c.add_argument("--osc-port", type=int, metavar="PORT", help="OSC port (default 9000; 0 picks a free one)")
+    c.add_argument("--no-osc", action="store_true", help="do not listen for OSC")
+    c.add_argument("--osc-out", type=_host_port, metavar="HOST:PORT", help="send every parameter change here")
+    c.add_argument("--midi-in", metavar="NAME", help="MIDI input port, or a part of its name")
+    c.add_argument("--midi-out", metavar="NAME", help="MIDI output for controller LEDs and motor faders")
+    c.add_argument(
+        "--midi-backend",
+        metavar="MODULE",
+        help="mido backend, e.g. mido.backends.rtmidi/UNIX_JACK (default: $MIDO_BACKEND or ALSA)",
+    )
     s = p.add_argument_group("run time and report")
     stop = s.add_mutually_exclusive_group()
     stop.add_argument("--seconds", type=_positive(float), metavar="S", help="stop after S seconds")
     stop.add_argument("--frames", type=_positive(int), metavar="N", help="stop after N display frames")
     s.add_argument("--report", metavar="FILE|-", help="write a JSON report at exit (- for standard output)")
     p.set_defaults(func=cmd_run)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"'{text}' is not HOST:PORT, e.g. 127.0.0.1:9001")
+    return host, int(port)
 
 
 def _keys_help() -> str:
@@ -109,10 +131,106 @@ def cmd_run(args: argparse.Namespace) -> int:
         params=params,
     )
     show = Show(config)
+    for source in _control_sources(args):
+        show.add_source(source)
     signal.signal(signal.SIGTERM, lambda *_: show.stop())
     report = show.run()
     _write_report(report, args.report)
     return 0
+
+
+def _control_sources(args: argparse.Namespace) -> list[Any]:
+    from vj.control.mapping import default_mapping, load_mapping
+
+    mapping = load_mapping(args.mapping) if args.mapping else default_mapping()
+    sources: list[Any] = []
+    if not args.no_osc:
+        from vj.control.osc import OscServer
+
+        osc = OscServer(args.osc_host, 9000 if args.osc_port is None else args.osc_port, mapping)
+        if args.osc_port is not None:
+            osc.bind()  # a port asked for by name must work, or the show does not start
+        sources.append(osc)
+    if args.osc_out:
+        from vj.control.osc import OscFeedback
+
+        sources.append(OscFeedback(*args.osc_out))
+    if args.midi_in or args.midi_out or (args.mapping and mapping.device):
+        from vj.control.midi import MidiInput
+
+        sources.append(MidiInput(args.midi_in, mapping, out_query=args.midi_out, backend=args.midi_backend))
+    return sources
+
+
+def cmd_osc_list(args: argparse.Namespace) -> int:
+    from vj.control.osc import address_table
+
+    rows = address_table()
+    width = max(len(r[0]) for r in rows)
+    kinds = max(len(r[1]) for r in rows)
+    for address, kind, doc in rows:
+        print(f"{address:<{width}}  {kind:<{kinds}}  {doc}")
+    print('\nrelative (Resolume): /vj/<param> "+"|"-" <amount>.  bundles: applied at once.')
+    return 0
+
+
+def cmd_midi_list(args: argparse.Namespace) -> int:
+    from vj.control.midi import port_names, use_backend
+
+    backend = use_backend(args.midi_backend)
+    print(f"backend: {backend}")
+    for kind in ("input", "output"):
+        names = port_names(kind)
+        print(f"{kind}s:" + ("" if names else " none"))
+        for n in names:
+            print(f"  {n}")
+    return 0
+
+
+def cmd_midi_learn(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vj.control.learn import learn
+    from vj.control.midi import use_backend
+
+    use_backend(args.midi_backend)
+    learn(args.midi_in, Path(args.out))
+    return 0
+
+
+def cmd_mapping_check(args: argparse.Namespace) -> int:
+    from vj.control.mapping import load_mapping
+
+    for name in args.files:
+        m = load_mapping(name)
+        counts = ", ".join(f"{v} {k}" for k, v in m.summary.items() if v)
+        print(f"{m.file}: ok ({counts or 'empty'}{f', device {m.device!r}' if m.device else ''})")
+    return 0
+
+
+def _add_control_commands(sub: Any) -> None:
+    osc = sub.add_parser("osc", help="OSC: list the addresses vj answers").add_subparsers(dest="what", required=True)
+    osc.add_parser("list", help="every OSC address with its type and range").set_defaults(func=cmd_osc_list)
+
+    midi = sub.add_parser("midi", help="MIDI: list ports, learn a mapping").add_subparsers(dest="what", required=True)
+    ls = midi.add_parser("list", help="MIDI input and output ports")
+    ls.add_argument("--midi-backend", metavar="MODULE", help="mido backend (default: $MIDO_BACKEND or ALSA)")
+    ls.set_defaults(func=cmd_midi_list)
+    lr = midi.add_parser(
+        "learn",
+        help="move a control, pick a target: writes a mapping file",
+        description="Move a control on the controller, type the parameter or action it should "
+        "drive, repeat. Each entry is saved at once. Ctrl-C or Ctrl-D ends.",
+    )
+    lr.add_argument("--midi-in", metavar="NAME", help="input port or part of its name (default: the first)")
+    lr.add_argument("--out", default="mappings/learned.toml", help="mapping file to write (mappings/learned.toml)")
+    lr.add_argument("--midi-backend", metavar="MODULE", help="mido backend (default: $MIDO_BACKEND or ALSA)")
+    lr.set_defaults(func=cmd_midi_learn)
+
+    mp = sub.add_parser("mapping", help="check mapping files").add_subparsers(dest="what", required=True)
+    ck = mp.add_parser("check", help="load and check mapping files; errors name file, key and fix")
+    ck.add_argument("files", nargs="+", metavar="FILE")
+    ck.set_defaults(func=cmd_mapping_check)
 
 
 def _write_report(report: dict[str, Any], target: str | None) -> None:
@@ -139,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_run(sub)
+    _add_control_commands(sub)
     return parser
 
 

@@ -26,6 +26,7 @@ Op = Literal["set", "add", "nudge", "toggle", "fire"]
 SOURCES = ("keys", "osc", "midi", "voice", "scene")
 
 _MAX_PER_TARGET = 16  # alternating relative ops on one target in one frame; beyond this the oldest is dropped
+_MAX_LOGGED = 20  # distinct kinds of reject logged per source; a fuzzer or a broken sender must not flood the log
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +93,14 @@ class ControlBus:
         """Count a message from ``source`` that was dropped; log the first one of each ``key`` (e.g. address)."""
         with self._lock:
             self.rejected[source] += 1
-            first = (source, key or reason) not in self._reported
-            if first and len(self._reported) < 10_000:
+            logged = sum(1 for s, _ in self._reported if s == source)
+            first = (source, key or reason) not in self._reported and logged <= _MAX_LOGGED
+            if first:
                 self._reported.add((source, key or reason))
-        if first:
+        if first and logged < _MAX_LOGGED:
             log.warning("%s: dropped %s (further ones like it are counted, not logged)", source, reason)
+        elif first:
+            log.warning("%s: more kinds of bad messages; from now on they are only counted", source)
 
     def drain(self) -> list[Event]:
         """Everything posted since the last drain, coalesced. Called by the loop once per frame."""

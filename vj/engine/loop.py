@@ -13,7 +13,10 @@ Each display frame:
     pace               sleep until the next frame is due
 
 Other threads (OSC server, MIDI callbacks, the voice worker) only ever ``bus.post()``; sources are objects with
-``start(bus)`` and ``stop()`` added with ``Show.add_source`` — the loop never needs to know what they are.
+``start(bus)`` and ``stop()`` added with ``Show.add_source`` — the loop never needs to know what they are. A source
+may also have ``changed(values)`` (called on the loop thread with every parameter whose target changed, and once
+with all of them at the start: OSC out, controller LEDs, pick-up), ``status()`` (a line for the HUD) and
+``report()`` (a section of the report, under the source's ``name``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from vj.control.actions import ACTION_NAMES
 from vj.control.bus import ControlBus, Event
@@ -41,6 +44,8 @@ MAX_DT = 0.25  # a stall (a dragged window, a suspended laptop) must not fling t
 
 
 class Source(Protocol):
+    name: str
+
     def start(self, bus: ControlBus) -> None: ...
     def stop(self) -> None: ...
 
@@ -90,7 +95,9 @@ class Show:
         self.last_event: Event | None = None
         self.last_event_at = 0.0
         self.elapsed = 0.0
+        self.frame_started = 0.0  # perf_counter() at the start of the current frame
         self.sources: list[Source] = []
+        self._sinks: list[Any] = []
         self._running = threading.Event()
         self._actions: dict[str, Callable[[Event], None]] = {
             "quit": lambda e: self.stop(),
@@ -144,6 +151,16 @@ class Show:
         elif e.op == "fire":
             self.params.fire(e.target)
 
+    def _tell_sinks(self, names: list[str]) -> None:
+        if not names or not self._sinks:
+            return
+        values = {n: self.params.target(n) for n in names if self.params.spec(n).kind != "trigger"}
+        for sink in self._sinks:
+            try:
+                sink.changed(values)
+            except Exception:
+                log.exception("%s failed to take parameter changes", getattr(sink, "name", sink))
+
     def _stop_motion(self, e: Event) -> None:
         for name in ("zoom", "pan_x", "pan_y", "rotate"):
             self.params.set(name, 0.0)
@@ -175,6 +192,9 @@ class Show:
         self.worker.start()
         for source in self.sources:
             source.start(self.bus)
+        self._sinks = [s for s in self.sources if callable(getattr(s, "changed", None))]
+        self.params.take_changed()
+        self._tell_sinks(list(self.params.specs))
         try:
             self._loop()
         except KeyboardInterrupt:
@@ -206,10 +226,12 @@ class Show:
                     self.late_frames += 1
             dt = min(MAX_DT, now - last)
             last = now
+            self.frame_started = now
 
             for event in window.events():
                 self.keyboard.handle(event)
             self.apply(self.bus.drain())
+            self._tell_sinks(self.params.take_changed())
             self.params.step(dt)
             values = self.params.values()
             if not values["freeze"]:
@@ -267,6 +289,9 @@ class Show:
         ]
         if self.last_event is not None:
             lines.append(f"last: {self.last_event.describe()}  ({now - self.last_event_at:.0f} s ago)")
+        status = [cast(Any, s).status() for s in self.sources if callable(getattr(s, "status", None))]
+        if status:
+            lines.append("   ".join(status))
         if self.keyboard is not None and self.keyboard.typing is not None:
             lines.append(f"prompt> {self.keyboard.typing}_")
         lines.extend(HELP)
@@ -305,4 +330,5 @@ class Show:
                 "fullscreen": self._window_state[1],
                 "headless": self.config.headless,
             },
+            **{s.name: cast(Any, s).report() for s in self.sources if callable(getattr(s, "report", None))},
         }

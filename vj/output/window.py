@@ -133,6 +133,14 @@ class Window:
             self._hud_rect = self.surface.blit(hud, (12, 12))
         self.pg.display.flip()
 
+    def sample(self, step: int = 16) -> float:
+        """Mean level of a sparse grid of the screen: cheap enough to watch every frame for a change."""
+        buf, view = self._screen_view()
+        try:
+            return float(view[::step, ::step, :3].mean())
+        finally:
+            del view, buf
+
     def screenshot(self) -> np.ndarray:
         """What the window shows now, H x W x 3 RGB."""
         return np.ascontiguousarray(self.pg.surfarray.array3d(self.surface).transpose(1, 0, 2))

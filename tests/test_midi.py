@@ -1,0 +1,395 @@
+import json
+import math
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import mido
+import pytest
+
+from vj.control.mapping import load_mapping, parse_mapping
+from vj.control.midi import MidiInput, MidiRouter, match_port, relative_ticks
+from vj.engine.loop import Show, ShowConfig
+from vj.params import PARAMS
+
+ROOT = Path(__file__).resolve().parent.parent
+JACK = "mido.backends.rtmidi/UNIX_JACK"
+
+
+def cc(control, value, channel=0):
+    return mido.Message("control_change", channel=channel, control=control, value=value)
+
+
+def note(n, velocity=100, channel=0):
+    return mido.Message("note_on", channel=channel, note=n, velocity=velocity)
+
+
+def router(**midi) -> MidiRouter:
+    return MidiRouter(parse_mapping({"midi": midi}, "test"))
+
+
+# -- the router, no ports -------------------------------------------------------------------------------------
+def test_absolute_cc_maps_0_127_onto_the_range():
+    r = router(cc=[{"channel": 1, "control": 21, "target": "zoom", "range": [-1.0, 1.0]}])
+    assert r.handle(cc(21, 127)) == [("zoom", 1.0, "set")]
+    assert r.handle(cc(21, 0)) == [("zoom", -1.0, "set")]
+    assert r.handle(cc(21, 64))[0][1] == pytest.approx(-1 + 2 * 64 / 127)
+    assert r.handle(cc(21, 127, channel=1)) == [], "other channels are not this control"
+
+
+def test_default_range_is_the_parameters_own_and_ints_round():
+    r = router(
+        cc=[
+            {"channel": 1, "control": 1, "target": "speed"},
+            {"channel": 1, "control": 2, "target": "seed", "range": [0, 10]},
+        ]
+    )
+    assert r.handle(cc(1, 127)) == [("speed", 4.0, "set")]
+    assert r.handle(cc(2, 64)) == [("seed", 5, "set")]
+
+
+def test_14_bit_pairs_msb_then_lsb():
+    r = router(cc=[{"channel": 1, "control": 7, "target": "strength", "bits": 14}])
+    assert r.handle(cc(39, 5)) == [], "an LSB before any MSB is ignored"
+    assert r.handle(cc(7, 64)) == [("strength", pytest.approx(8192 / 16383), "set")], "MSB resets the LSB"
+    assert r.handle(cc(39, 127)) == [("strength", pytest.approx(8319 / 16383), "set")]
+    assert r.handle(cc(7, 127)) == [("strength", pytest.approx(16256 / 16383), "set")]
+    assert r.handle(cc(39, 127)) == [("strength", 1.0, "set")]
+
+
+@pytest.mark.parametrize(
+    ("mode", "up", "down"),
+    [
+        ("relative-twos", (1, 3), (127, 125)),
+        ("relative-signed", (1, 3), (65, 67)),
+        ("relative-offset", (65, 67), (63, 61)),
+    ],
+)
+def test_relative_encoders_in_all_three_encodings(mode, up, down):
+    assert relative_ticks(mode, up[0]) == 1 and relative_ticks(mode, up[1]) == 3
+    assert relative_ticks(mode, down[0]) == -1 and relative_ticks(mode, down[1]) == -3
+    r = router(cc=[{"channel": 1, "control": 10, "target": "rotate", "mode": mode, "step": 0.05}])
+    assert r.handle(cc(10, up[1])) == [("rotate", pytest.approx(0.15), "add")]
+    assert r.handle(cc(10, down[0])) == [("rotate", pytest.approx(-0.05), "add")]
+
+
+def test_note_buttons_trigger_toggle_hold_and_velocity_zero_is_release():
+    r = router(
+        note=[
+            {"channel": 1, "note": 36, "target": "stop"},
+            {"channel": 1, "note": 37, "target": "blackout", "mode": "toggle"},
+            {"channel": 1, "note": 38, "target": "freeze", "mode": "hold"},
+            {"channel": 1, "note": 39, "target": "zoom", "mode": "hold", "value": 1.0, "release": 0.0},
+        ]
+    )
+    assert r.handle(note(36)) == [("stop", None, "fire")]
+    assert r.handle(note(36, 0)) == []
+    assert r.handle(note(37)) == [("blackout", None, "toggle")]
+    assert r.handle(mido.Message("note_off", note=37)) == []
+    assert r.handle(note(37)) == [("blackout", None, "toggle")]
+    assert r.handle(note(38)) == [("freeze", True, "set")]
+    assert r.handle(note(38, 0)) == [("freeze", False, "set")]
+    assert r.handle(note(39)) == [("zoom", 1.0, "set")]
+    assert r.handle(mido.Message("note_off", note=39)) == [("zoom", 0.0, "set")]
+
+
+def test_cc_buttons_act_on_the_edge():
+    r = router(cc=[{"channel": 1, "control": 41, "target": "freeze", "mode": "toggle"}])
+    assert r.handle(cc(41, 127)) == [("freeze", None, "toggle")]
+    assert r.handle(cc(41, 127)) == [], "held: no repeat"
+    assert r.handle(cc(41, 0)) == []
+    assert r.handle(cc(41, 100)) == [("freeze", None, "toggle")]
+
+
+def test_program_change_picks_a_number():
+    r = router(program=[{"target": "seed"}])
+    assert r.handle(mido.Message("program_change", program=12)) == [("seed", 12, "set")]
+
+
+def test_sysex_clock_and_unmapped_messages_are_ignored():
+    r = router(cc=[{"channel": 1, "control": 21, "target": "zoom"}])
+    for msg in (
+        mido.Message("sysex", data=[1, 2, 3]),
+        mido.Message("clock"),
+        mido.Message("start"),
+        mido.Message("aftertouch", value=3),
+        cc(99, 5),
+        note(60),
+        mido.Message("pitchwheel", pitch=100),
+    ):
+        assert r.handle(msg) == []
+    assert r.ignored == 7 and r.received == 7
+
+
+def test_pickup_waits_until_the_knob_reaches_the_value():
+    r = router(takeover="pickup", cc=[{"channel": 1, "control": 21, "target": "zoom"}])
+    r.targets["zoom"] = 0.0  # the current value; the knob is at the far left
+    assert r.handle(cc(21, 0)) == [] and r.handle(cc(21, 30)) == []
+    assert r.pending_pickups() == ["zoom"]
+    (op,) = r.handle(cc(21, 70))  # crossed 0.0 (CC 63.5) on the way up: picked up
+    assert op[0] == "zoom" and op[1] == pytest.approx(-1 + 2 * 70 / 127)
+    r.targets["zoom"] = op[1]
+    assert r.handle(cc(21, 72)), "now it follows"
+    r.targets["zoom"] = -0.9  # a voice command moved it elsewhere
+    assert r.handle(cc(21, 75)) == [], "the knob has to pick it up again"
+    assert r.handle(cc(21, 3)), "crossing -0.9 on the way down picks it up"
+    assert r.waiting == 3
+
+
+def test_jump_takeover_applies_at_once():
+    r = router(cc=[{"channel": 1, "control": 21, "target": "zoom"}])
+    r.targets["zoom"] = 0.0
+    assert r.handle(cc(21, 0)) == [("zoom", -1.0, "set")]
+
+
+def test_feedback_lights_buttons_and_moves_faders():
+    r = router(
+        cc=[
+            {"channel": 1, "control": 0, "target": "brightness"},
+            {"channel": 1, "control": 48, "target": "blackout", "mode": "toggle", "led": [127, 0]},
+        ],
+        note=[{"channel": 1, "note": 1, "target": "freeze", "mode": "toggle", "led": [21, 0]}],
+    )
+    assert [m.bytes() for m in r.feedback("blackout", True)] == [[0xB0, 48, 127]]
+    assert [m.bytes() for m in r.feedback("freeze", False)] == [[0x90, 1, 0]]
+    assert [m.bytes() for m in r.feedback("brightness", 0.5)] == [[0xB0, 0, 64]]
+
+
+def test_port_names_match_by_part():
+    names = ["Midi Through:0", "nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0"]
+    assert match_port("nanokontrol", names) == names[1]
+    assert match_port("Midi Through:0", names) == names[0]
+    assert match_port("apc", names) is None
+
+
+# -- a real transport: rtmidi ports on a JACK server with the dummy driver ---------------------------------------------
+@pytest.fixture(scope="session")
+def jack():
+    if not shutil.which("jackd"):
+        pytest.skip("needs jackd (Debian jackd2; .ci/run installs it)")
+    if subprocess.run(["jack_lsp"], capture_output=True, check=False).returncode == 0:
+        yield
+        return
+    proc = subprocess.Popen(
+        ["jackd", "-r", "-d", "dummy", "-r", "48000", "-p", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 15
+    while subprocess.run(["jack_lsp"], capture_output=True, check=False).returncode != 0:
+        assert time.monotonic() < deadline, "jackd did not start"
+        time.sleep(0.2)
+    yield
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def controller(jack):
+    """A virtual MIDI controller: an rtmidi output port vj can open as its input."""
+    mido.set_backend(JACK, load=True)
+    name = f"vj-test-{random.randrange(10**6)}"
+    port = mido.open_output(name, virtual=True)
+    yield name, port
+    port.close()
+
+
+def contract_mapping(tmp_path: Path) -> Path:
+    path = tmp_path / "zoom.toml"
+    path.write_text('[[midi.cc]]\nchannel = 1\ncontrol = 21\ntarget = "zoom"\nrange = [-1.0, 1.0]\n')
+    return path
+
+
+def run_show(sources, frames=60, at=None, seconds=None) -> tuple[Show, dict]:
+    cfg = ShowConfig(
+        size=(160, 90), gen_size=(64, 64), headless=True, frames=None if seconds else frames, seconds=seconds
+    )
+    show = Show(cfg)
+    for s in sources:
+        show.add_source(s)
+    for n, action in (at or {}).items():
+        show.on_frame.append(lambda s, n=n, action=action: action() if s.frames == n else None)
+    return show, show.run()
+
+
+def test_a_cc_through_a_real_port_sets_the_parameter(controller, tmp_path):
+    name, port = controller
+    midi = MidiInput(name, load_mapping(contract_mapping(tmp_path)), backend=JACK)
+    _, report = run_show([midi], at={10: lambda: port.send(cc(21, 127))})
+    assert report["params"]["zoom"] == 1.0
+    assert report["events"]["midi"] == 1 and report["midi"]["connected"] and name in report["midi"]["port"]
+
+
+def test_the_device_can_vanish_and_come_back(controller, tmp_path):
+    name, port = controller
+    midi = MidiInput(name, load_mapping(contract_mapping(tmp_path)), backend=JACK)
+    state = {}
+
+    def unplug():
+        port.close()
+
+    def replug():
+        state["port"] = mido.open_output(name, virtual=True)
+
+    _, report = run_show(
+        [midi],
+        seconds=6.0,
+        at={
+            10: unplug,
+            150: replug,
+            300: lambda: state["port"].send(cc(21, 0)),
+        },
+    )
+    state["port"].close()
+    assert report["midi"]["disconnects"] == 1 and report["midi"]["connects"] == 2
+    assert report["params"]["zoom"] == -1.0, "the control works again after the device came back"
+
+
+def test_leds_follow_changes_from_any_source(controller, tmp_path):
+    name, _ = controller
+    leds = mido.open_input(f"{name}-leds", virtual=True)  # stands in for the controller's LED input
+    mapping = tmp_path / "leds.toml"
+    mapping.write_text('[[midi.note]]\nchannel = 1\nnote = 1\ntarget = "blackout"\nmode = "toggle"\nled = [21, 0]\n')
+    midi = MidiInput(name, load_mapping(mapping), out_query=f"{name}-leds", backend=JACK)
+    show = Show(ShowConfig(size=(160, 90), gen_size=(64, 64), headless=True, frames=40))
+    show.add_source(midi)
+    show.on_frame.append(lambda s: s.bus.post("osc", "blackout", True) if s.frames == 10 else None)
+    try:
+        show.run()
+        time.sleep(0.2)
+        got = [m.bytes() for m in leds.iter_pending()]
+    finally:
+        leds.close()
+    assert got[0] == [0x90, 1, 0], "the LED shows the state at the start"
+    assert [0x90, 1, 21] in got, "blackout set over OSC lit the pad"
+
+
+def test_fuzz_ten_thousand_midi_messages(controller, tmp_path):
+    name, port = controller
+    midi = MidiInput(name, load_mapping("nanokontrol2"), backend=JACK)
+    rng = random.Random(3)
+    raw = port._rt  # the rtmidi port itself: raw bytes, including ones mido would never build
+    done = threading.Event()
+
+    def flood() -> None:
+        for i in range(10_000):
+            kind = rng.random()
+            if kind < 0.5:
+                raw.send_message([0xB0 | rng.randrange(16), rng.randrange(128), rng.randrange(128)])
+            elif kind < 0.65:
+                raw.send_message([rng.choice([0x80, 0x90]) | rng.randrange(16), rng.randrange(128), rng.randrange(128)])
+            elif kind < 0.75:
+                raw.send_message([0xF0, *(rng.randrange(128) for _ in range(rng.randrange(1, 20))), 0xF7])
+            elif kind < 0.85:
+                raw.send_message([rng.choice([0xF8, 0xFA, 0xFB, 0xFC, 0xFE, 0xFF])])
+            elif kind < 0.95:
+                raw.send_message([0xC0 | rng.randrange(16), rng.randrange(128)])
+            else:  # out-of-range data bytes
+                raw.send_message([0xB0, rng.randrange(128, 256), rng.randrange(128, 256)])
+            if i % 100 == 99:
+                time.sleep(0.002)
+        done.set()
+
+    show = Show(ShowConfig(size=(160, 90), gen_size=(64, 64), headless=True, seconds=60))
+    show.add_source(midi)
+    finished: list[int] = []
+
+    def watch(s: Show) -> None:
+        if s.frames == 10:
+            threading.Thread(target=flood).start()
+        if done.is_set() and not finished:
+            finished.append(s.frames)
+        if finished and s.frames >= finished[0] + 30:  # half a second for the last messages to land
+            s.stop()
+
+    show.on_frame.append(watch)
+    report = show.run()
+    assert show.elapsed < 60 and report["frames"] > 40, "the show kept going"
+    assert report["midi"]["received"] > 8000, "the messages arrived"
+    assert report["midi"]["ignored"] > 1000, "sysex, clock and unmapped controls were counted and ignored"
+    for spec in PARAMS:
+        value = report["params"][spec.name]
+        if spec.kind in ("float", "int"):
+            assert math.isfinite(value) and spec.lo <= value <= spec.hi, spec.name
+    json.dumps(report)
+
+
+def test_vj_run_with_a_mapping_file_and_a_cc(controller, tmp_path):
+    name, port = controller
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vj",
+            "run",
+            "--headless",
+            "--seconds",
+            "8",
+            "--no-osc",
+            "--mapping",
+            str(contract_mapping(tmp_path)),
+            "--midi-in",
+            name,
+            "--midi-backend",
+            JACK,
+            "--report",
+            "-",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    time.sleep(3)
+    port.send(cc(21, 127))
+    out, err = proc.communicate(timeout=30)
+    report = json.loads(out)
+    assert report["params"]["zoom"] == 1.0, err
+    assert report["events"]["midi"] >= 1
+
+
+def test_midi_learn_writes_a_mapping_that_loads(controller, tmp_path):
+    name, port = controller
+    out_file = tmp_path / "learned.toml"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vj",
+            "midi",
+            "learn",
+            "--midi-in",
+            name,
+            "--midi-backend",
+            JACK,
+            "--out",
+            str(out_file),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    time.sleep(2)
+    port.send(cc(21, 90))
+    time.sleep(0.5)
+    proc.stdin.write("zom\nzoom\n\n-0.5 0.5\n")  # a typo first: it asks again
+    proc.stdin.flush()
+    time.sleep(1.5)
+    port.send(note(36))
+    time.sleep(0.5)
+    proc.stdin.write("blackout\n\n")
+    proc.stdin.flush()
+    time.sleep(1.5)
+    out, err = proc.communicate(timeout=20)  # closing stdin ends it
+    assert proc.returncode == 0, err
+    assert "did you mean 'zoom'" in out
+    m = load_mapping(out_file)
+    (knob,) = m.cc
+    (pad,) = m.notes
+    assert (knob.control, knob.target.name, knob.lo, knob.hi) == (21, "zoom", -0.5, 0.5)
+    assert (pad.note, pad.target.name, pad.mode) == (36, "blackout", "toggle")
+    assert m.device and name in m.device

@@ -1,0 +1,334 @@
+import contextlib
+import json
+import math
+import random
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.udp_client import SimpleUDPClient
+
+from vj.control.mapping import parse_mapping
+from vj.control.osc import OscFeedback, OscRouter, OscServer, Reject, address_table
+from vj.engine.loop import Show, ShowConfig
+from vj.params import PARAMS
+
+ROOT = Path(__file__).resolve().parent.parent
+needs_liblo = pytest.mark.skipif(not shutil.which("oscsend"), reason="needs liblo-tools (.ci/run installs it)")
+
+
+# -- the router, no sockets ----------------------------------------------------------------------------------
+@pytest.fixture
+def router():
+    return OscRouter()
+
+
+def test_set_in_the_parameters_own_units(router):
+    assert router.route("/vj/zoom", [0.5]) == [("zoom", 0.5, "set")]
+    assert router.route("/vj/seed", [42]) == [("seed", 42.0, "set")]
+    assert router.route("/vj/prompt", ["a neon city"]) == [("prompt", "a neon city", "set")]
+
+
+@pytest.mark.parametrize(
+    ("address", "args", "why"),
+    [
+        ("/vj/zoom", [1.5], "outside zoom's range"),
+        ("/vj/zoom", [math.nan], "finite"),
+        ("/vj/zoom", [math.inf], "finite"),
+        ("/vj/zoom", ["fast"], "expected a number"),
+        ("/vj/zoom", [], "expected one number"),
+        ("/vj/zoom", [0.1, 0.2], "expected one number"),
+        ("/vj/prompt", [3], "needs one string"),
+        ("/vj/prompt", ["   "], "needs some text"),
+        ("/vj/zzz", [1], "unknown address"),
+        ("/other/zoom", [1], "vj listens under /vj/"),
+        ("/vj/quit", [], "unknown address"),
+        ("/vj/norm/zoom", [2.0], "outside 0..1"),
+        ("/vj/norm/prompt", [0.5], "no number parameter"),
+        ("/vj/stop", ["now"], "expected no argument or a number"),
+    ],
+)
+def test_what_cannot_be_used_is_rejected_with_a_reason(router, address, args, why):
+    with pytest.raises(Reject, match=re.escape(why)):
+        router.route(address, args)
+
+
+def test_resolume_relative_form(router):
+    assert router.route("/vj/zoom", ["+", 0.1]) == [("zoom", 0.1, "add")]
+    assert router.route("/vj/zoom", ["-", 0.25]) == [("zoom", -0.25, "add")]
+    assert router.route("/vj/zoom", ["a", 0.25]) == [("zoom", 0.25, "set")]
+
+
+def test_normalised_form_maps_0_to_1_onto_the_range(router):
+    assert router.route("/vj/norm/zoom", [0.75]) == [("zoom", 0.5, "set")]
+    assert router.route("/vj/norm/speed", [0.5]) == [("speed", 2.0, "set")]
+    assert router.route("/vj/norm/freeze", [0.9]) == [("freeze", True, "set")]
+
+
+def test_bools_set_or_flip(router):
+    assert router.route("/vj/freeze", [1]) == [("freeze", True, "set")]
+    assert router.route("/vj/freeze", [False]) == [("freeze", False, "set")]
+    assert router.route("/vj/blackout", []) == [("blackout", None, "toggle")]
+
+
+def test_buttons_fire_on_press_not_on_release(router):
+    assert router.route("/vj/stop", []) == [("stop", None, "fire")]
+    assert router.route("/vj/stop", [1.0]) == [("stop", None, "fire")]
+    assert router.route("/vj/stop", [0.0]) == []
+
+
+def test_repeated_unchanged_values_are_skipped_like_touchdesigner_streams(router):
+    assert router.route("/vj/zoom", [0.3], now=0.0)
+    assert router.route("/vj/zoom", [0.3], now=0.016) == []
+    assert router.route("/vj/zoom", [0.3], now=0.032) == []
+    assert router.route("/vj/zoom", [0.31], now=0.048) == [("zoom", 0.31, "set")]
+    assert router.route("/vj/zoom", [0.31], now=5.0) == [("zoom", 0.31, "set")], "a deliberate resend later applies"
+    assert router.duplicates == 2
+    assert router.route("/vj/zoom", ["+", 0.1]) and router.route("/vj/zoom", ["+", 0.1]), "relative moves repeat"
+
+
+def test_mapping_routes_alias_any_address():
+    m = parse_mapping(
+        {
+            "osc": {
+                "route": [
+                    {"address": "/1/fader1", "target": "zoom", "range": [-1.0, 1.0]},
+                    {"address": "/1/push1", "target": "stop"},
+                ]
+            }
+        },
+        "x",
+    )
+    r = OscRouter(m)
+    assert r.route("/1/fader1", [0.25]) == [("zoom", -0.5, "set")]
+    assert r.route("/1/push1", [1.0]) == [("stop", None, "fire")]
+    with pytest.raises(Reject, match=r"outside 0\.\.1"):
+        r.route("/1/fader1", [3.0])
+
+
+def test_osc_list_names_every_parameter():
+    addresses = {row[0] for row in address_table()}
+    for p in PARAMS:
+        assert f"/vj/{p.name}" in addresses
+    assert "/vj/norm/zoom" in addresses and "/vj/quit" not in addresses
+
+
+# -- a running engine, real UDP --------------------------------------------------------------------------------
+def run_show(sources, frames=40, at=None, **params) -> dict:
+    cfg = ShowConfig(size=(160, 90), gen_size=(64, 64), headless=True, frames=frames, params=params)
+    show = Show(cfg)
+    for s in sources:
+        show.add_source(s)
+    for n, action in (at or {}).items():
+        show.on_frame.append(lambda s, n=n, action=action: action() if s.frames == n else None)
+    return show.run()
+
+
+def server() -> OscServer:
+    s = OscServer("127.0.0.1", 0)
+    s.bind()
+    return s
+
+
+def test_python_osc_client_into_a_running_engine():
+    osc = server()
+    client = SimpleUDPClient("127.0.0.1", osc.port)
+    report = run_show(
+        [osc],
+        at={
+            5: lambda: client.send_message("/vj/zoom", 0.5),
+            6: lambda: client.send_message("/vj/prompt", "a forest made of glass"),
+        },
+    )
+    assert report["params"]["zoom"] == 0.5 and report["params"]["prompt"] == "a forest made of glass"
+    assert report["events"]["osc"] == 2 and report["rejected"]["osc"] == 0
+    assert report["osc"]["port"] == osc.port
+
+
+@needs_liblo
+def test_oscsend_a_client_no_one_here_wrote():
+    osc = server()
+
+    def send(*args: str) -> None:
+        subprocess.run(["oscsend", "127.0.0.1", str(osc.port), *args], check=True, timeout=10)
+
+    report = run_show(
+        [osc],
+        frames=60,
+        at={
+            5: lambda: send("/vj/pan_x", "f", "-0.25"),
+            6: lambda: send("/vj/rotate", "sf", "+", "0.2"),
+            7: lambda: send("/vj/seed", "i", "7"),
+            8: lambda: send("/vj/freeze", "T"),
+            9: lambda: send("/vj/zoom", "f", "3.0"),
+            10: lambda: send("/vj/prompt", "s", "golden clouds"),
+        },
+    )
+    p = report["params"]
+    assert (p["pan_x"], p["rotate"], p["seed"], p["freeze"], p["prompt"]) == (-0.25, 0.2, 7, True, "golden clouds")
+    assert p["zoom"] == 0.15, "out of range: dropped"
+    assert report["events"]["osc"] == 5 and report["rejected"]["osc"] == 1
+
+
+def test_bundles_are_unpacked():
+    osc = server()
+    bundle = OscBundleBuilder(IMMEDIATELY)
+    for address, value in (("/vj/chaos", 0.9), ("/vj/strength", 0.2), ("/vj/nope", 1.0)):
+        msg = OscMessageBuilder(address)
+        msg.add_arg(value)
+        bundle.add_content(msg.build())
+    dgram = bundle.build().dgram
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    report = run_show([osc], at={5: lambda: sock.sendto(dgram, ("127.0.0.1", osc.port))})
+    assert report["params"]["chaos"] == 0.9 and report["params"]["strength"] == 0.2
+    assert report["rejected"]["osc"] == 1
+
+
+def test_a_busy_port_named_on_the_command_line_stops_the_show_with_a_message():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, "-m", "vj", "run", "--headless", "--frames", "2", "--osc-port", str(port)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=False,
+        )
+    assert out.returncode == 2 and f"cannot listen for OSC on 127.0.0.1:{port}" in out.stderr
+
+
+@needs_liblo
+def test_changes_from_any_source_go_back_out_over_osc():
+    with socket.socket() as s:  # a free port for oscdump
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dump = subprocess.Popen(["oscdump", "-L", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        show_out = OscFeedback("127.0.0.1", port)
+        report = run_show([show_out], frames=30, at={5: lambda: None})
+        time.sleep(0.3)
+    finally:
+        dump.terminate()
+    lines = dump.communicate(timeout=5)[0].splitlines()
+    assert any(line.endswith(" /vj/zoom f 0.150000") for line in lines), "all values go out once at the start"
+    assert any(line.endswith(' /vj/prompt s "a luminous dream of drifting nebulae"') for line in lines)
+    assert report["osc_out"]["sent"] >= len(PARAMS) - 1
+
+
+def test_feedback_follows_a_change_from_midi():
+    received: list = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(0.1)
+        out = OscFeedback("127.0.0.1", sock.getsockname()[1])
+        stop = threading.Event()
+
+        def listen() -> None:
+            from pythonosc.osc_message import OscMessage
+
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    received.append(OscMessage(sock.recv(4096)))
+
+        t = threading.Thread(target=listen)
+        t.start()
+        cfg = ShowConfig(size=(160, 90), gen_size=(64, 64), headless=True, frames=20)
+        show = Show(cfg)
+        show.add_source(out)
+        show.on_frame.append(lambda s: s.bus.post("midi", "chaos", 0.8) if s.frames == 5 else None)
+        show.run()
+        time.sleep(0.2)
+        stop.set()
+        t.join()
+    chaos = [m.params for m in received if m.address == "/vj/chaos"]
+    assert chaos[0] == [pytest.approx(0.3)] and chaos[-1] == [pytest.approx(0.8)]
+
+
+# -- fuzz ------------------------------------------------------------------------------------------------------
+def _random_packets(n: int, seed: int = 7) -> list[bytes]:
+    rng = random.Random(seed)
+    names = [p.name for p in PARAMS] + ["stop", "hud", "quit", "nope", "norm/zoom", "norm/seed", ""]
+    values = [0.5, -3.0, 1e30, math.nan, math.inf, -math.inf, 0, 2**31 - 1, -(2**31), "x", "", "+", "-", True, False]
+    out = []
+    for _ in range(n):
+        kind = rng.random()
+        if kind < 0.25:  # random bytes
+            out.append(bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 64))))
+            continue
+        msg = OscMessageBuilder(rng.choice(["/vj/", "/", "/x/", "/vj/norm/"]) + rng.choice(names))
+        for _ in range(rng.randint(0, 3)):
+            v = rng.choice(values)
+            msg.add_arg(v)
+        dgram = msg.build().dgram
+        if kind < 0.45:  # truncated or corrupted valid messages
+            dgram = dgram[: rng.randint(0, len(dgram))]
+            if dgram and rng.random() < 0.5:
+                i = rng.randrange(len(dgram))
+                dgram = dgram[:i] + bytes([rng.getrandbits(8)]) + dgram[i + 1 :]
+        elif kind < 0.55:  # a bundle of a few, with a far-future time tag
+            b = OscBundleBuilder(IMMEDIATELY)
+            b.add_content(msg.build())
+            dgram = bytearray(b.build().dgram)
+            dgram[8:16] = struct.pack(">Q", 2**63)
+            dgram = bytes(dgram)
+        out.append(dgram)
+    return out
+
+
+def test_fuzz_ten_thousand_packets_the_engine_keeps_running_and_in_range():
+    osc = server()
+    packets = _random_packets(10_000)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    done = threading.Event()
+
+    def flood() -> None:
+        for i, p in enumerate(packets):
+            sock.sendto(p, ("127.0.0.1", osc.port))
+            if i % 200 == 199:
+                time.sleep(0.01)  # stay within the socket buffer: every packet must arrive to be counted
+        done.set()
+
+    cfg = ShowConfig(size=(160, 90), gen_size=(64, 64), headless=True, seconds=60)
+    show = Show(cfg)
+    show.add_source(osc)
+    show.on_frame.append(lambda s: threading.Thread(target=flood).start() if s.frames == 3 else None)
+    show.on_frame.append(lambda s: s.stop() if done.is_set() and osc.packets >= len(packets) else None)
+    report = show.run()
+    assert report["osc"]["packets"] == len(packets), "every packet reached the server"
+    assert report["frames"] > 10 and show.elapsed < 60, "the show kept running and ended normally"
+    assert report["rejected"]["osc"] > 1000 and report["osc"]["malformed"] > 1000
+    for spec in PARAMS:
+        value = report["params"][spec.name]
+        if spec.kind in ("float", "int"):
+            assert math.isfinite(value) and spec.lo <= value <= spec.hi, spec.name
+    json.dumps(report)
+
+
+@needs_liblo
+def test_vj_run_on_the_default_port_takes_oscsend():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vj", "run", "--headless", "--seconds", "8", "--report", "-"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    # UDP has no handshake: send a few times while the show starts (repeats within 2 s count once).
+    for _ in range(6):
+        time.sleep(0.5)
+        subprocess.run(["oscsend", "127.0.0.1", "9000", "/vj/zoom", "f", "0.5"], check=True, timeout=10)
+    out, err = proc.communicate(timeout=30)
+    report = json.loads(out)
+    assert report["params"]["zoom"] == 0.5, err
+    assert report["events"]["osc"] >= 1 and report["osc"]["port"] == 9000

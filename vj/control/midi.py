@@ -1,0 +1,436 @@
+"""MIDI controllers: knobs, faders, encoders, pads and program change, through a mapping file.
+
+``MidiRouter`` turns mido messages into bus operations and knows nothing of ports:
+
+* control change, absolute: 0..127 onto the entry's range; 14-bit pairs (MSB on control n, LSB on n + 32, the
+  LSB reset by each MSB as the MIDI spec says) for fine faders;
+* relative encoders in the three common encodings: two's complement (1 = +1, 127 = -1), sign-magnitude
+  (1 = +1, 65 = -1) and binary offset (65 = +1, 63 = -1);
+* buttons, on notes or on control changes (pressed at 64 and above): trigger, toggle or hold; a note-on with
+  velocity 0 is a note-off;
+* program change: program 0 is scene 1;
+* pick-up takeover: a knob far from the current value waits until it reaches or crosses it, so touching a knob
+  never makes the picture jump; if another source moves the value, the knob has to pick it up again.
+
+Everything else (sysex, clock, start/stop, aftertouch, unmapped controls) is counted and ignored.
+
+``MidiInput`` owns the ports: it opens the device by name or part of a name, watches for it to vanish and come
+back, and echoes parameter changes to an output port for LEDs and motor faders.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from vj.control.bus import ControlBus
+from vj.control.mapping import RELATIVE, CcRoute, Mapping, NoteRoute
+from vj.control.osc import Operation
+from vj.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+RECONNECT_S = 1.0
+
+
+def relative_ticks(mode: str, value: int) -> int:
+    """Encoder ticks from one relative CC value (0 means no movement)."""
+    if mode == "relative-twos":
+        return value - 128 if value >= 64 else value
+    if mode == "relative-signed":
+        return -(value - 64) if value >= 64 else value
+    return value - 64  # relative-offset
+
+
+@dataclass
+class _Knob:
+    picked: bool = False
+    last: float | None = None  # the knob's last position, in the target's units
+    sent: deque[float] = field(default_factory=lambda: deque(maxlen=16))
+
+
+class MidiRouter:
+    def __init__(self, mapping: Mapping) -> None:
+        self.mapping = mapping
+        self.cc = {(r.channel, r.control): r for r in mapping.cc}
+        self.lsb = {(r.channel, r.control + 32): r for r in mapping.cc if r.bits == 14}
+        self.notes = {(r.channel, r.note): r for r in mapping.notes}
+        self.programs = mapping.programs
+        self.targets: dict[str, Any] = {}  # the loop's current targets, kept up to date through changed()
+        self._msb: dict[tuple[int, int], int] = {}
+        self._down: dict[tuple[str, int, int], bool] = {}
+        self._knobs: dict[tuple[int, int], _Knob] = {}
+        self.received = 0
+        self.ignored = 0
+        self.waiting = 0  # knob moves held back by pick-up
+
+    def handle(self, msg: Any) -> list[Operation]:
+        self.received += 1
+        kind = msg.type
+        if kind == "control_change":
+            key = (msg.channel, msg.control)
+            if key in self.cc:
+                route = self.cc[key]
+                if route.bits == 14:
+                    self._msb[key] = msg.value
+                    return self._absolute(route, key, msg.value << 7, 16383)
+                return self._control(route, key, msg.value)
+            if key in self.lsb:
+                route = self.lsb[key]
+                msb_key = (route.channel, route.control)
+                if msb_key not in self._msb:
+                    self.ignored += 1  # an LSB before any MSB has nothing to refine
+                    return []
+                return self._absolute(route, msb_key, (self._msb[msb_key] << 7) | msg.value, 16383)
+        elif kind in ("note_on", "note_off"):
+            note_route = self.notes.get((msg.channel, msg.note))
+            if note_route is not None:
+                pressed = kind == "note_on" and msg.velocity > 0
+                return self._button(note_route, ("note", msg.channel, msg.note), pressed)
+        elif kind == "program_change":
+            for p in self.programs:
+                if p.channel is None or p.channel == msg.channel:
+                    value = msg.program + 1 if p.target.action is not None else msg.program
+                    return [(p.target.name, value, "set")]
+        self.ignored += 1
+        return []
+
+    def _control(self, route: CcRoute, key: tuple[int, int], value: int) -> list[Operation]:
+        if route.mode == "absolute":
+            return self._absolute(route, key, value, 127)
+        if route.mode in RELATIVE:
+            ticks = relative_ticks(route.mode, value)
+            return [(route.target.name, ticks * route.step, "add")] if ticks else []
+        return self._button(route, ("cc", *key), value >= 64)
+
+    def _absolute(self, route: CcRoute, key: tuple[int, int], raw: int, top: int) -> list[Operation]:
+        spec = route.target.param
+        assert spec is not None
+        x = route.lo + (route.hi - route.lo) * raw / top
+        if spec.kind == "bool":
+            value: Any = x >= 0.5
+        elif spec.kind == "int":
+            value = round(x)
+        else:
+            value = x
+        if route.takeover == "pickup" and spec.kind != "bool" and not self._picked_up(route, key, x):
+            self.waiting += 1
+            return []
+        return [(route.target.name, value, "set")]
+
+    def _picked_up(self, route: CcRoute, key: tuple[int, int], x: float) -> bool:
+        current = self.targets.get(route.target.name)
+        knob = self._knobs.setdefault(key, _Knob())
+        tol = 2.5 * abs(route.hi - route.lo) / 127  # two and a half knob steps
+        if not isinstance(current, (int, float)):
+            knob.picked = True
+        elif knob.picked and knob.sent and all(abs(current - s) > tol for s in knob.sent):
+            knob.picked = False  # another source moved the value: pick it up again
+            knob.sent.clear()
+        if not knob.picked and isinstance(current, (int, float)):
+            crossed = knob.last is not None and (knob.last - current) * (x - current) <= 0
+            knob.picked = crossed or abs(x - current) <= tol
+        knob.last = x
+        if knob.picked:
+            knob.sent.append(x)
+        return knob.picked
+
+    def pending_pickups(self) -> list[str]:
+        """Targets whose knob is still on its way to the current value (for the HUD)."""
+        names = []
+        for key, knob in self._knobs.items():
+            if not knob.picked and key in self.cc:
+                names.append(self.cc[key].target.name)
+        return names
+
+    def _button(self, route: CcRoute | NoteRoute, key: tuple[str, int, int], pressed: bool) -> list[Operation]:
+        was = self._down.get(key, False)
+        self._down[key] = pressed
+        if pressed == was:
+            return []  # a repeated press or release changes nothing
+        name, spec = route.target.name, route.target.param
+        if route.mode == "toggle":
+            return [(name, None, "toggle")] if pressed else []
+        if route.mode == "hold":
+            if route.value is not None:
+                if pressed:
+                    return [(name, route.value, "set")]
+                return [(name, route.release, "set")] if route.release is not None else []
+            return [(name, pressed, "set")]
+        if not pressed:
+            return []
+        if route.value is not None:
+            return [(name, route.value, "set")]
+        if spec is not None and spec.kind == "bool":
+            return [(name, None, "toggle")]
+        return [(name, None, "fire")]
+
+    def feedback(self, name: str, value: Any) -> list[Any]:
+        """Messages that show ``name = value`` on the controller: button LEDs, motor faders, LED rings."""
+        import mido
+
+        out = []
+        for route in self.mapping.cc:
+            if route.target.name != name:
+                continue
+            if route.mode == "absolute" and route.bits == 7 and isinstance(value, (int, float)):
+                span = route.hi - route.lo
+                raw = round((float(value) - route.lo) / span * 127) if span else 0
+                out.append(
+                    mido.Message(
+                        "control_change", channel=route.channel, control=route.control, value=min(127, max(0, raw))
+                    )
+                )
+            elif route.led is not None and isinstance(value, bool):
+                out.append(
+                    mido.Message(
+                        "control_change",
+                        channel=route.channel,
+                        control=route.control,
+                        value=route.led[0 if value else 1],
+                    )
+                )
+        for note in self.mapping.notes:
+            if note.target.name == name and note.led is not None and isinstance(value, bool):
+                out.append(
+                    mido.Message("note_on", channel=note.channel, note=note.note, velocity=note.led[0 if value else 1])
+                )
+        return out
+
+
+def use_backend(backend: str | None = None) -> str:
+    """Choose mido's backend: the argument, else $MIDO_BACKEND, else rtmidi (ALSA on Linux)."""
+    import mido
+
+    name = backend or os.environ.get("MIDO_BACKEND") or "mido.backends.rtmidi"
+    try:
+        mido.set_backend(name, load=True)
+    except Exception as e:  # noqa: BLE001 - a missing module or API shows up as many kinds of error
+        raise DeviceError(f"MIDI backend {name} is not available ({e})") from None
+    return name
+
+
+def port_names(kind: str = "input") -> list[str]:
+    import mido
+
+    try:
+        names = mido.get_input_names() if kind == "input" else mido.get_output_names()
+    except Exception as e:  # noqa: BLE001 - rtmidi reports a missing ALSA sequencer or JACK server this way
+        raise DeviceError(f"cannot list MIDI ports ({e}); is a MIDI system (ALSA, JACK) running?") from None
+    return list(names)
+
+
+class PortProbe:
+    """Lists ports through one long-lived rtmidi client.
+
+    mido opens a fresh client for every listing; on JACK that costs about 60 ms and reshuffles the server's graph,
+    which is too much to do every second beside a 60 fps display. One client kept open sees ports come and go.
+    """
+
+    def __init__(self, backend: str) -> None:
+        import rtmidi
+
+        module, _, api_name = backend.partition("/")
+        if module != "mido.backends.rtmidi":
+            raise DeviceError(f"port watching needs an rtmidi backend, not {backend}")
+        api = getattr(rtmidi, f"API_{api_name}", rtmidi.API_UNSPECIFIED) if api_name else rtmidi.API_UNSPECIFIED
+        try:
+            self._in = rtmidi.MidiIn(api, name="vj-ports")
+            self._out = rtmidi.MidiOut(api, name="vj-ports")
+        except Exception as e:  # noqa: BLE001 - rtmidi reports a missing MIDI system this way
+            raise DeviceError(f"cannot reach the MIDI system ({e}); is ALSA or JACK running?") from None
+
+    def inputs(self) -> list[str]:
+        return list(self._in.get_ports())
+
+    def outputs(self) -> list[str]:
+        return list(self._out.get_ports())
+
+    def close(self) -> None:
+        self._in.delete()
+        self._out.delete()
+
+
+def match_port(query: str, names: list[str]) -> str | None:
+    """The port called ``query``, else the first whose name contains it (any case)."""
+    if query in names:
+        return query
+    hits = [n for n in names if query.lower() in n.lower()]
+    return hits[0] if hits else None
+
+
+class MidiInput:
+    """The MIDI source: one input port (and optionally an output for feedback), reconnecting as devices come and go."""
+
+    name = "midi"
+
+    def __init__(
+        self, query: str | None, mapping: Mapping, *, out_query: str | None = None, backend: str | None = None
+    ) -> None:
+        self.query = query or mapping.device
+        if not self.query:
+            raise DeviceError("no MIDI device given: use --midi-in NAME or set device in the mapping's [midi] table")
+        self.out_query = out_query
+        self.router = MidiRouter(mapping)
+        self.backend = use_backend(backend)
+        self._probe: PortProbe | None = None
+        self.port_name: str | None = None
+        self.connects = 0
+        self.disconnects = 0
+        self.rejected = 0
+        self.connected_at_end: bool | None = None
+        self._port: Any = None
+        self._out: Any = None
+        self._bus: ControlBus | None = None
+        self._lock = threading.Lock()
+        self._running = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- source ----------------------------------------------------------------------------------------------
+    def start(self, bus: ControlBus) -> None:
+        self._bus = bus
+        try:
+            self._probe = PortProbe(self.backend)
+        except DeviceError as e:
+            log.warning("%s; listing ports the slow way", e)
+        self._running.set()
+        self._check()
+        if self._port is None:
+            log.warning(
+                "MIDI device '%s' not found; waiting for it (ports now: %s)",
+                self.query,
+                ", ".join(self._safe_names()) or "none",
+            )
+        self._thread = threading.Thread(target=self._watch, name="vj-midi", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._running.clear()
+        if self._thread is not None:
+            self._thread.join(3)
+        self.connected_at_end = self._port is not None
+        with self._lock:
+            self._close()
+            if self._out is not None:
+                self._out.close()
+                self._out = None
+            if self._probe is not None:
+                self._probe.close()
+                self._probe = None
+
+    def _safe_names(self) -> list[str]:
+        try:
+            return self._probe.inputs() if self._probe is not None else port_names()
+        except DeviceError:
+            return []
+
+    def _watch(self) -> None:
+        while not _sleep_while(self._running, RECONNECT_S):
+            self._check()
+
+    def _check(self) -> None:
+        """Open the device if it has appeared; close it if it has vanished."""
+        import mido
+
+        names = self._safe_names()
+        with self._lock:
+            if self._port is not None and self.port_name not in names:
+                log.warning("MIDI device '%s' went away; waiting for it to come back", self.port_name)
+                self.disconnects += 1
+                self._close()
+            if self._port is None:
+                name = match_port(self.query or "", names)
+                if name is not None:
+                    try:
+                        self._port = mido.open_input(name, callback=self._on_message)
+                    except Exception as e:  # noqa: BLE001 - a port can vanish between listing and opening
+                        log.warning("cannot open MIDI input '%s' (%s); trying again", name, e)
+                        return
+                    self.port_name = name
+                    self.connects += 1
+                    log.info("MIDI input: %s", name)
+            if self.out_query and self._out is None:
+                outs = self._safe_outputs()
+                name = match_port(self.out_query, outs)
+                if name is not None:
+                    try:
+                        self._out = mido.open_output(name)
+                        log.info("MIDI feedback to: %s", name)
+                    except Exception as e:  # noqa: BLE001
+                        log.warning("cannot open MIDI output '%s' (%s)", name, e)
+
+    def _safe_outputs(self) -> list[str]:
+        try:
+            return self._probe.outputs() if self._probe is not None else port_names("output")
+        except DeviceError:
+            return []
+
+    def _close(self) -> None:
+        if self._port is not None:
+            try:
+                self._port.close()
+            except Exception:
+                log.debug("closing MIDI port failed", exc_info=True)
+            self._port = None
+
+    def _on_message(self, msg: Any) -> None:
+        bus = self._bus
+        if bus is None:
+            return
+        try:
+            ops = self.router.handle(msg)
+        except Exception as e:  # noqa: BLE001 - a bad message must never kill the MIDI thread
+            self.rejected += 1
+            bus.reject("midi", f"{msg!s:.60} ({type(e).__name__}: {e})", key=getattr(msg, "type", "?"))
+            return
+        for target, value, op in ops:
+            bus.post("midi", target, value, op)
+
+    # -- sink, status, report ---------------------------------------------------------------------------------
+    def changed(self, values: dict[str, Any]) -> None:
+        self.router.targets.update(values)
+        out = self._out
+        if out is None:
+            return
+        for name, value in values.items():
+            for message in self.router.feedback(name, value):
+                try:
+                    out.send(message)
+                except Exception:
+                    log.debug("MIDI feedback failed", exc_info=True)
+
+    def status(self) -> str:
+        text = f"MIDI {self.port_name}" if self._port is not None else f"MIDI waiting for '{self.query}'"
+        pending = self.router.pending_pickups()
+        if pending:
+            text += f"  (pick up: {', '.join(sorted(set(pending)))})"
+        return text
+
+    def report(self) -> dict[str, Any]:
+        r = self.router
+        return {
+            "port": self.port_name,
+            "connected": self._port is not None if self.connected_at_end is None else self.connected_at_end,
+            "connects": self.connects,
+            "disconnects": self.disconnects,
+            "received": r.received,
+            "ignored": r.ignored,
+            "pickup_waiting": r.waiting,
+            "backend": self.backend,
+        }
+
+
+def _sleep_while(flag: threading.Event, seconds: float) -> bool:
+    """Sleep up to ``seconds``; True when ``flag`` was cleared meanwhile."""
+    end = time.monotonic() + seconds
+    while flag.is_set():
+        left = end - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(0.1, left))
+    return True
