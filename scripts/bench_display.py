@@ -1,6 +1,9 @@
 """Benchmark: the display loop at full HD while the generator runs flat out, and the sketch generator alone.
 
-    python scripts/bench_display.py [--seconds 10] [--size 1920x1080] [--gen-size 512x512]
+    python scripts/bench_display.py [--seconds 10] [--size 1920x1080] [--gen-size 512x512] [--layers]
+
+--layers adds three overlay layers: a looping video mixed into the dream, an image with transparency and a
+gradient on top (the clip and the image are written to a temporary folder first).
 
 Prints a table and one JSON line. Numbers, not assertions: the targets are 60 fps with frame time p99 <= 16.7 ms
 on 2 CPU cores, and the sketch generator >= 30 frames/s at 512x512.
@@ -11,7 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
@@ -21,6 +26,7 @@ import numpy as np
 from vj.cli import _size
 from vj.engine import motion
 from vj.engine.loop import Show, ShowConfig
+from vj.engine.mixer import LayerSpec
 from vj.gen.sketch import SketchGenerator
 from vj.params import ParamStore
 
@@ -42,8 +48,34 @@ def generator_alone(size: tuple[int, int], frames: int) -> dict[str, float]:
     return {"ms_p50": round(ms, 2), "ms_p99": round(float(np.percentile(times, 99)), 2), "fps": round(1000 / ms, 1)}
 
 
-def display_under_load(size: tuple[int, int], gen_size: tuple[int, int], seconds: float) -> dict:
-    cfg = ShowConfig(size=size, gen_size=gen_size, headless=True, seconds=seconds, cap_generator=False)
+def three_layers(folder: Path) -> list[LayerSpec]:
+    import av
+
+    clip, image = folder / "clip.mp4", folder / "logo.png"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+        for i in range(90):
+            frame = np.zeros((360, 640, 3), np.uint8)
+            cv2.circle(frame, (320 + int(200 * np.sin(i / 9)), 180), 60, (255, 120, 40), -1)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    logo = np.zeros((256, 256, 4), np.uint8)
+    cv2.putText(logo, "vj", (40, 180), cv2.FONT_HERSHEY_SIMPLEX, 5, (255, 255, 255, 255), 12)
+    cv2.imwrite(str(image), logo)
+    return [
+        LayerSpec("video", str(clip), "screen", "loop", 0.5),
+        LayerSpec("image", str(image), "normal", "top", 0.8),
+        LayerSpec("gradient", "#000000:#ff0080", "multiply", "top", 0.3),
+    ]
+
+
+def display_under_load(
+    size: tuple[int, int], gen_size: tuple[int, int], seconds: float, layers: list[LayerSpec]
+) -> dict:
+    cfg = ShowConfig(size=size, gen_size=gen_size, headless=True, seconds=seconds, cap_generator=False, layers=layers)
     return Show(cfg).run()
 
 
@@ -52,15 +84,19 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--size", type=_size, default=(1920, 1080))
     ap.add_argument("--gen-size", type=_size, default=(512, 512))
+    ap.add_argument("--layers", action="store_true", help="three overlay layers active")
     args = ap.parse_args()
 
     alone = generator_alone(args.gen_size, 300)
-    report = display_under_load(args.size, args.gen_size, args.seconds)
+    with tempfile.TemporaryDirectory() as folder:
+        layers = three_layers(Path(folder)) if args.layers else []
+        report = display_under_load(args.size, args.gen_size, args.seconds, layers)
     w, h = args.size
     gw, gh = args.gen_size
     print(f"machine: {os.cpu_count()} CPU cores")
     print(f"sketch generator alone, {gw}x{gh}:      {alone['fps']:6.1f} frames/s  ({alone['ms_p50']:.1f} ms p50)")
-    print(f"display {w}x{h}, generator flat out, {report['seconds']:.0f} s:")
+    extra = f", {len(report['layers'])} layers" if report["layers"] else ""
+    print(f"display {w}x{h}, generator flat out{extra}, {report['seconds']:.0f} s:")
     print(f"  display frames  {report['frames']:6d}   ({report['fps']:.1f} fps)   late frames {report['late_frames']}")
     print(f"  generated       {report['generated']:6d}   ({report['generated'] / report['seconds']:.1f} frames/s)")
     fm, im = report["frame_ms"], report["interval_ms"]
@@ -73,6 +109,7 @@ def main() -> None:
         "generated": report["generated"],
         "frame_ms": fm,
         "interval_ms": im,
+        "layers": len(report["layers"]),
     }
     print(json.dumps(line))
 

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 
 from vj.engine import motion
-from vj.engine.blend import BLACKOUT_S, FrameBlender
+from vj.engine.blend import BLACKOUT_S, FrameBlender, OutputLevel
 from vj.gen.worker import Frame
 
 SIZE = (64, 48)
@@ -65,23 +65,36 @@ def test_a_new_frame_fades_in_over_one_generator_interval_without_a_cut():
     assert steps.max() <= 240 * (1 / 60) / 0.1 + 8, "each display frame moves a fraction of the way: no hard cut"
 
 
-def test_a_frame_arriving_mid_fade_starts_from_what_is_on_screen():
+def test_a_frame_arriving_mid_fade_jumps_at_most_the_rest_of_the_fade():
     b = FrameBlender(SIZE)
     b.push(frame((0, 0, 0)), 0.0)
     b.push(frame((200, 200, 200)), 0.1)
     on_screen = int(b.compose(motion.new_camera(), 0.15)[0, 0, 0])
     assert 40 < on_screen < 160
-    b.push(frame((100, 100, 100)), 0.15)
-    assert abs(int(b.compose(motion.new_camera(), 0.15)[0, 0, 0]) - on_screen) <= 2
+    b.push(frame((210, 210, 210)), 0.15)
+    after = int(b.compose(motion.new_camera(), 0.15)[0, 0, 0])
+    assert after == 200, "the new fade starts from the last generated frame"
+    assert after - on_screen <= 200 * (1 - on_screen / 200) + 2
+
+
+def test_a_generator_as_fast_as_the_display_is_shown_one_frame_late_never_more():
+    b = FrameBlender(SIZE)
+    shown = []
+    for i in range(200):
+        now = i / 60
+        b.push(frame((i % 250, 0, 0)), now)  # a new frame for every display frame
+        shown.append(int(b.compose(motion.new_camera(), now)[0, 0, 2]))
+    assert shown[1:] == [i % 250 for i in range(199)], "exactly one frame behind, all the way"
 
 
 def test_blackout_fades_out_and_back_in():
-    b = FrameBlender(SIZE)
-    b.push(frame((200, 200, 200)), 0.0)
+    picture = np.full((48, 64, 4), 200, np.uint8)
+    fader = OutputLevel()
     dt = 1 / 60
-    out = [int(b.compose(motion.new_camera(), 1 + i * dt, level=0.0, dt=dt)[0, 0, 0]) for i in range(30)]
+    out = [int(fader.apply(picture, 0.0, dt)[0, 0, 0]) for _ in range(30)]
     assert 0 < out[0] < 200, "no hard cut to black"
     assert out == sorted(out, reverse=True)
     assert out[math.ceil(BLACKOUT_S / dt)] == 0
-    back = [int(b.compose(motion.new_camera(), 2 + i * dt, level=1.0, dt=dt)[0, 0, 0]) for i in range(30)]
+    back = [int(fader.apply(picture, 1.0, dt)[0, 0, 0]) for _ in range(30)]
     assert back[0] < 200 and back[-1] == 200
+    assert picture[0, 0, 0] == 200, "the picture itself is left alone"

@@ -59,6 +59,17 @@ def _add_run(sub: Any) -> None:
     g.add_argument("--prompt", help="what to dream of (default: the prompt in the parameter table)")
     g.add_argument("--seed", type=int, help="random seed of the dream")
     g.add_argument("--gen-size", type=_size, default=(512, 512), metavar="WxH", help="generator resolution (512x512)")
+    (
+        g.add_argument(
+            "--layer",
+            action="append",
+            default=[],
+            metavar="SPEC",
+            help="an overlay layer, up to 4: KIND=SOURCE[,mode=M][,into=top|loop][,opacity=X]; KIND is "
+            "image, video, camera, solid, gradient or brush; M is normal, add, screen, multiply or "
+            "difference. E.g. video=clip.mp4,mode=screen,into=loop  or  brush,mode=add",
+        ),
+    )
     w = p.add_argument_group("window")
     w.add_argument("--fullscreen", action="store_true", help="full screen (F toggles)")
     w.add_argument("--display", type=int, default=0, metavar="N", help="which display/projector, from 0")
@@ -116,6 +127,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         params["prompt"] = args.prompt
     if args.seed is not None:
         params["seed"] = args.seed
+    from vj.engine.mixer import parse_layer_option
+
+    layers = [parse_layer_option(text) for text in args.layer]
     config = ShowConfig(
         size=args.size,
         gen_size=args.gen_size,
@@ -129,6 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         generator=args.generator,
         hud=not args.no_hud,
         params=params,
+        layers=layers,
     )
     show = Show(config)
     for source in _control_sources(args):

@@ -62,6 +62,16 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("freeze", "bool", False, doc="hold the picture: no motion, no new frames"),
     ParamSpec("prompt", "string", "a luminous dream of drifting nebulae", doc="what the dream is about"),
     ParamSpec("seed", "int", 1, 0, 2**31 - 1, 0.0, 1, "the dream's random seed"),
+    ParamSpec("spark", "trigger", doc="bloom a fresh image in from the centre"),
+    ParamSpec(
+        "spark_sensitivity", "float", 0.5, 0.0, 1.0, 0.0, 0.1, "how readily a stale dream sparks by itself (0: never)"
+    ),
+    ParamSpec("spark_frames", "int", 30, 4, 240, 0.0, 5, "generated frames a spark takes to bloom"),
+    ParamSpec("spark_cooldown", "float", 2.0, 0.0, 60.0, 0.0, 0.5, "seconds before another spark may start"),
+    *(
+        ParamSpec(f"layer{n}_opacity", "float", 0.5, 0.0, 1.0, 0.1, 0.1, f"opacity of overlay layer {n}")
+        for n in range(1, 5)
+    ),
 )
 
 

@@ -23,6 +23,7 @@ CHARS: dict[str, tuple[str, Op, Any]] = {
     "h": ("freeze", "toggle", None),
     "f": ("fullscreen", "fire", None),
     "q": ("quit", "fire", None),
+    " ": ("spark", "fire", None),
 }
 SPECIAL: dict[str, tuple[str, Op, Any]] = {
     "K_LEFT": ("pan_x", "nudge", -1),
@@ -40,7 +41,7 @@ SPECIAL: dict[str, tuple[str, Op, Any]] = {
 
 HELP = (
     "arrows pan  +/- zoom  [ ] rotate  , . speed  PgUp/PgDn strength  Backspace stop",
-    "Enter type a prompt  B blackout  H freeze  Tab HUD  F full screen  Esc quit",
+    "Space spark  Enter type a prompt  B blackout  H freeze  Tab HUD  F full screen  Esc quit",
 )
 
 

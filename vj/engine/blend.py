@@ -5,7 +5,9 @@ slow generator look smooth:
 
 * **timewarp**: each generated frame remembers its camera; at display time it is warped forward to the camera *now*,
   so zoom, pan and rotation move at the display rate (and a knob on a motion rate shows in the very next frame);
-* **crossfade**: a new frame fades in over one generator interval, from whatever was on screen when it arrived.
+* **crossfade**: the display fades from the previous generated frame to the newest over one generator interval.
+  It runs one interval behind the generator, never more: with a generator as fast as the display it simply shows
+  each frame one frame late; with a slow one every display frame is a step of the fade.
 
 Work happens at the generator's resolution in BGRA, the layout of the display surface and OpenCV's fast path.
 """
@@ -28,13 +30,10 @@ class FrameBlender:
         self._from: tuple[np.ndarray, np.ndarray] | None = None
         self._arrived = 0.0
         self._interval = 0.1  # seconds between generated frames (smoothed): the crossfade's length
-        self._mix = np.zeros((h, w, 4), np.uint8)  # the crossfade, before the output level
-        self._out = np.zeros_like(self._mix)
-        self._warped_to = np.zeros_like(self._out)
-        self._warped_from = np.zeros_like(self._out)
+        self._mix = np.zeros((h, w, 4), np.uint8)
+        self._warped_to = np.zeros_like(self._mix)
+        self._warped_from = np.zeros_like(self._mix)
         self._mid_fade = False
-        self._shown_camera = motion.new_camera()
-        self._level = 1.0
 
     @property
     def ready(self) -> bool:
@@ -45,12 +44,13 @@ class FrameBlender:
         if self._to is not None:
             gap = now - self._arrived
             self._interval = min(0.5, max(1 / 240, 0.8 * self._interval + 0.2 * gap))
-            # Mid-fade, start from what is on screen; else from the frame that was fully shown.
-            self._from = (self._mix.copy(), self._shown_camera.copy()) if self._mid_fade else self._to
+            # Always from the previous generated frame. (Fading from what is on screen instead turns the display
+            # into a running average that falls further and further behind a fast generator.)
+            self._from = self._to
         self._to = (bgra, frame.camera)
         self._arrived = now
 
-    def compose(self, camera: np.ndarray, now: float, level: float = 1.0, dt: float = 0.0) -> np.ndarray | None:
+    def compose(self, camera: np.ndarray, now: float) -> np.ndarray | None:
         """The picture for this display frame (BGRA, generator size), or None before the first frame."""
         if self._to is None:
             return None
@@ -65,11 +65,22 @@ class FrameBlender:
             cv2.addWeighted(a, 1.0 - alpha, b, alpha, 0.0, dst=self._mix)
         else:
             motion.warp(to_img, camera - to_cam, out=self._mix)
-        self._shown_camera = camera
-        # Output level: brightness times a short fade for blackout, so a blackout is never a hard cut.
+        return self._mix
+
+
+class OutputLevel:
+    """The master fader: brightness, and blackout as a short fade so it is never a hard cut."""
+
+    def __init__(self) -> None:
+        self.level = 1.0
+        self._out: np.ndarray | None = None
+
+    def apply(self, picture: np.ndarray, target: float, dt: float) -> np.ndarray:
         step = dt / BLACKOUT_S if dt > 0 else 1.0
-        self._level += max(-step, min(step, level - self._level))
-        if self._level > 0.999:
-            return self._mix
-        cv2.convertScaleAbs(self._mix, dst=self._out, alpha=max(0.0, self._level))
+        self.level += max(-step, min(step, target - self.level))
+        if self.level > 0.999:
+            return picture
+        if self._out is None or self._out.shape != picture.shape:
+            self._out = np.empty_like(picture)
+        cv2.convertScaleAbs(picture, dst=self._out, alpha=max(0.0, self.level))
         return self._out

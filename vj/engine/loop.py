@@ -6,9 +6,11 @@ Each display frame:
     bus -> params      apply what every source posted since the last frame (newest wins per target)
     params.step        glide smoothed parameters
     camera             integrate the motion rates (unless frozen)
-    worker.submit      hand the generator a snapshot: latest wins, never waits
-    worker.poll        take a finished frame if there is one
+    sparks             a spark asked for by hand (the trigger fired) starts if the cooldown allows
+    worker.submit      hand the generator a snapshot (params, camera, spark, loop layers): latest wins, never waits
+    worker.poll        take a finished frame if there is one; its vitals may call for an automatic spark
     blend              timewarp + crossfade the last two generated frames to this instant
+    mixer, level       layers on top, then the master fader
     window.present     scale into the window, HUD on top
     pace               sleep until the next frame is due
 
@@ -31,7 +33,9 @@ from typing import Any, Protocol, cast
 from vj.control.actions import ACTION_NAMES
 from vj.control.bus import ControlBus, Event
 from vj.engine import motion
-from vj.engine.blend import FrameBlender
+from vj.engine.blend import FrameBlender, OutputLevel
+from vj.engine.mixer import LayerSpec, Mixer
+from vj.engine.spark import Sparks
 from vj.errors import ConfigError, ParamError
 from vj.gen import base
 from vj.gen.worker import GeneratorWorker, Job
@@ -65,6 +69,7 @@ class ShowConfig:
     generator_options: dict[str, Any] = field(default_factory=dict)
     hud: bool = True
     cap_generator: bool = True  # no faster than the display: a frame nobody sees is wasted power
+    layers: list[LayerSpec] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)  # starting values, e.g. {"prompt": "..."}
 
 
@@ -80,6 +85,9 @@ class Show:
         self.config = config
         self.bus = bus or ControlBus()
         self.params = params or ParamStore()
+        self.mixer = Mixer(config.layers, config.gen_size)
+        for layer, spec in zip(self.mixer.layers, config.layers, strict=True):
+            self.params.jump(layer.param, spec.opacity)  # a layer's own opacity, unless a starting value says else
         for name, value in config.params.items():
             try:
                 self.params.jump(name, value)
@@ -112,6 +120,8 @@ class Show:
         self.keyboard: Any = None
         self.worker: GeneratorWorker | None = None
         self.blender = FrameBlender(config.gen_size)
+        self.output = OutputLevel()
+        self.sparks = Sparks()
         self.on_frame: list[Callable[[Show], None]] = []  # called after each presented frame (tests, recorders)
 
     def add_source(self, source: Source) -> None:
@@ -161,6 +171,22 @@ class Show:
             except Exception:
                 log.exception("%s failed to take parameter changes", getattr(sink, "name", sink))
 
+    def _pointer(self, event: Any) -> None:
+        """The mouse paints with the brush layer, if there is one."""
+        brush, pg = self.mixer.brush, self.window.pg
+        if brush is None or event.type not in (pg.MOUSEBUTTONDOWN, pg.MOUSEMOTION, pg.MOUSEBUTTONUP):
+            return
+        if event.type == pg.MOUSEBUTTONUP:
+            brush.lift()
+            return
+        if event.type == pg.MOUSEMOTION and not event.buttons[0]:
+            return
+        point = self.window.to_picture(event.pos, self.config.gen_size)
+        if point is None:
+            brush.lift()
+        else:
+            brush.paint(point[0], point[1], drag=event.type == pg.MOUSEMOTION)
+
     def _stop_motion(self, e: Event) -> None:
         for name in ("zoom", "pan_x", "pan_y", "rotate"):
             self.params.set(name, 0.0)
@@ -189,6 +215,7 @@ class Show:
         fallback = base.factory("sketch", cfg.gen_size) if cfg.generator != "sketch" else None
         self.worker = GeneratorWorker(self._build, cfg.gen_size, name=cfg.generator, fallback=fallback, max_fps=cfg.fps)
         self._running.set()
+        self.mixer.start()
         self.worker.start()
         for source in self.sources:
             source.start(self.bus)
@@ -207,6 +234,7 @@ class Show:
                 except Exception:
                     log.exception("stopping %s failed", source)
             self.worker.stop()
+            self.mixer.stop()
             self._window_state = (list(self.window.size), bool(self.window.fullscreen))
             self.window.close()
         return self.report()
@@ -230,20 +258,30 @@ class Show:
 
             for event in window.events():
                 self.keyboard.handle(event)
+                self._pointer(event)
             self.apply(self.bus.drain())
             self._tell_sinks(self.params.take_changed())
             self.params.step(dt)
             values = self.params.values()
+            for name in self.params.take_fired():
+                if name == "spark":
+                    self.sparks.request("manual", time.monotonic(), float(values["spark_cooldown"]))
             if not values["freeze"]:
                 self.camera = motion.advance(self.camera, values, dt)
-            worker.submit(Job(values, self.camera))
+                self.mixer.step(dt)
+            worker.submit(Job(values, self.camera, self.sparks.seq, self.mixer.loop_inputs(values)))
             worker.check()
             frame = worker.poll()
             if frame is not None:
                 self.blender.push(frame, now)
                 self.shown += 1
-            level = 0.0 if values["blackout"] else float(values["brightness"])
-            picture = self.blender.compose(self.camera, now, level, dt)
+                if frame.vitals is not None:
+                    self.sparks.observe(frame.vitals, values, time.monotonic(), frame.bloom is not None)
+            picture = self.blender.compose(self.camera, now)
+            if picture is not None:
+                picture = self.mixer.compose_top(picture, values)
+                level = 0.0 if values["blackout"] else float(values["brightness"])
+                picture = self.output.apply(picture, level, dt)
             if self.hud.due(now):
                 self.hud.update(self._hud_lines(now), now)
             window.present(picture, self.hud.surface())
@@ -287,6 +325,11 @@ class Show:
             + ("  BLACKOUT" if p["blackout"] else ""),
             f"prompt: {p['prompt'][:90]}",
         ]
+        sp = self.sparks
+        spark = f"sparks {sp.total} (auto {sp.auto})"
+        if sp.blooming:
+            spark += "  BLOOMING"
+        lines.append(spark + (f"   layers {len(self.mixer.layers)}" if self.mixer.layers else ""))
         if self.last_event is not None:
             lines.append(f"last: {self.last_event.describe()}  ({now - self.last_event_at:.0f} s ago)")
         status = [cast(Any, s).status() for s in self.sources if callable(getattr(s, "status", None))]
@@ -312,7 +355,7 @@ class Show:
             "params": {n: self.params.target(n) for n, s in self.params.specs.items() if s.kind != "trigger"},
             "events": self.bus.counts(),
             "rejected": self.bus.rejected_counts(),
-            "sparks": 0,
+            **self.sparks.report(),
             "scene": None,
             "dreams_saved": 0,
             "generator": {
@@ -330,5 +373,6 @@ class Show:
                 "fullscreen": self._window_state[1],
                 "headless": self.config.headless,
             },
+            "layers": self.mixer.describe(),
             **{s.name: cast(Any, s).report() for s in self.sources if callable(getattr(s, "report", None))},
         }

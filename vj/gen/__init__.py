@@ -3,4 +3,5 @@
 # name -> ("module:Class", one line for --help). Kept here, free of heavy imports, so `vj --help` stays instant.
 GENERATORS: dict[str, tuple[str, str]] = {
     "sketch": ("vj.gen.sketch:SketchGenerator", "procedural dream on the CPU, no model needed (default)"),
+    "decay": ("vj.gen.decay:DecayGenerator", "diagnostic: every frame fades toward grey, to watch sparks rescue it"),
 }

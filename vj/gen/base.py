@@ -6,8 +6,9 @@ A generator turns the previous frame, after the motion warp, into the next one::
 
 ``params`` is a snapshot of every parameter (prompt, strength, seed, chaos...). Frames are whatever the generator
 likes to hold (an H x W x 3 uint8 array, or a tensor on its device); ``warp`` moves one by a camera difference and
-``to_display`` turns one into H x W x 3 uint8 RGB for the window. The defaults handle numpy frames on the CPU, so
-a simple generator only writes ``generate``.
+``to_display`` turns one into H x W x 3 uint8 RGB for the window, ``mix`` blends a layer or a spark into one, and
+``fresh`` makes a new image for a spark. The defaults handle numpy frames on the CPU, so a simple generator only
+writes ``generate``.
 
 ``--generator NAME`` takes a name from ``GENERATORS`` or ``package.module:Class`` for a generator of your own.
 """
@@ -41,8 +42,18 @@ class Generator:
     def generate(self, image: Any, params: Mapping[str, Any]) -> Any:
         raise NotImplementedError
 
+    def fresh(self, params: Mapping[str, Any]) -> Any:
+        """A new image of the prompt, owing nothing to the current frame: what a spark blooms in."""
+        return self.generate(None, params)
+
     def warp(self, frame: Any, delta: motion.Camera) -> Any:
         return motion.warp(frame, delta)
+
+    def mix(self, frame: Any, other: Any, weights: float | np.ndarray, mode: str = "normal") -> Any:
+        """``frame`` with ``other`` blended in (a layer, a spark); ``weights`` a number or an H x W map 0..1."""
+        from vj.engine.mixer import blend
+
+        return blend(frame, other, mode, weights)
 
     def to_display(self, frame: Any) -> np.ndarray:
         return frame

@@ -5,7 +5,9 @@ The loop hands work over through two one-slot mailboxes, newest wins in both dir
     loop --Job(params snapshot, camera)--> [inbox]  --> worker: warp previous frame, generate
     loop <--------------Frame-------------  [outbox] <-- (a frame not yet picked up is replaced by a newer one)
 
-The worker dreams on continuously from the latest job it has seen. A generator that raises is counted, closed and
+The worker dreams on continuously from the latest job it has seen. Each step: warp the previous frame to the job's
+camera, mix in the layers that go into the loop, blend in a spark's bloom if one is growing, generate, measure the
+new frame's vitals (for the loop's stagnation check). A generator that raises is counted, closed and
 built again after a short back-off; one that hangs past its ``frame_timeout`` is abandoned (its thread is left to
 finish on its own and its late result is thrown away) and a fresh worker thread takes over. After ``max_failures``
 failures in a row without a good frame, the worker switches to the fallback generator, if it has one. Through all
@@ -22,6 +24,8 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from vj.engine.mixer import LayerInput, weights
+from vj.engine.spark import Bloom, Vitals, measure
 from vj.gen.base import Generator, GeneratorFactory, check_frame
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,8 @@ class Mailbox(Generic[T]):
 class Job:
     params: dict[str, Any]
     camera: np.ndarray
+    spark: int = 0  # a new number asks for a spark
+    layers: tuple[LayerInput, ...] = ()  # mixed into the generator's input
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +74,8 @@ class Frame:
     params: dict[str, Any]
     made: float  # time.monotonic() when it was finished
     ms: float  # time spent in generate()
+    vitals: Vitals | None = None
+    bloom: float | None = None  # a spark's progress 0..1 while one is blooming
 
 
 @dataclass
@@ -115,6 +123,9 @@ class GeneratorWorker:
         self._index = 0
         self._failures = 0  # in a row, since the last good frame
         self._last_done = 0.0
+        self._spark_seen = 0
+        self._bloom: Bloom | None = None
+        self._small: np.ndarray | None = None  # the last frame's vitals-size luminance
 
     # -- the loop's side ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -212,10 +223,15 @@ class GeneratorWorker:
                         gen = self._create(epoch)
                         if gen is None:
                             return
-                    prev, prev_cam = self._prev, self._prev_camera
-                    x = None if prev is None or prev_cam is None else gen.warp(prev, job.camera - prev_cam)
                     with self._lock:
                         self._busy_since = time.monotonic()
+                    prev, prev_cam = self._prev, self._prev_camera
+                    x = None if prev is None or prev_cam is None else gen.warp(prev, job.camera - prev_cam)
+                    if job.spark != self._spark_seen:
+                        self._spark_seen = job.spark
+                        self._bloom = self._start_bloom(gen, job)
+                    if x is not None:
+                        x = self._feed(gen, x, job)
                     t0 = time.perf_counter()
                     out = gen.generate(x, job.params)
                     ms = (time.perf_counter() - t0) * 1000
@@ -224,6 +240,7 @@ class GeneratorWorker:
                         if epoch != self._epoch:
                             return  # abandoned as hung while we were busy: this result is stale
                     image = check_frame(gen.to_display(out), self.size)
+                    vitals, self._small = measure(image, self._small)
                 except Exception as e:  # noqa: BLE001 - a generator may fail in any way; the show goes on
                     with self._lock:
                         self._busy_since = None
@@ -242,7 +259,10 @@ class GeneratorWorker:
                 stats = self.stats
                 stats.generated += 1
                 now = time.monotonic()
-                self.outbox.put(Frame(image, job.camera, self._index, job.params, now, ms))
+                bloom = self._bloom.progress if self._bloom is not None else None
+                if self._bloom is not None and self._bloom.done:
+                    self._bloom = None
+                self.outbox.put(Frame(image, job.camera, self._index, job.params, now, ms, vitals, bloom))
                 if stats.generated > 1:
                     interval = max(1e-6, now - self._last_done)
                     stats.fps = 1.0 / interval if stats.fps == 0 else 0.9 * stats.fps + 0.1 / interval
@@ -250,6 +270,20 @@ class GeneratorWorker:
         finally:
             if gen is not None:
                 _close(gen)
+
+    def _start_bloom(self, gen: Generator, job: Job) -> Bloom:
+        # Each spark gets a seed of its own, so no two look alike.
+        params = {**job.params, "seed": (int(job.params.get("seed", 0)) + 7919 * job.spark) % 2**31}
+        fresh = gen.fresh(params)
+        return Bloom(fresh, job.camera, int(job.params.get("spark_frames", 30)), self.size)
+
+    def _feed(self, gen: Generator, x: Any, job: Job) -> Any:
+        """The generator's input: the warped frame, the loop layers mixed in, the bloom blended in."""
+        for layer in job.layers:
+            x = gen.mix(x, layer.rgb, weights(layer.opacity, layer.alpha), layer.mode)
+        if self._bloom is not None:
+            x = self._bloom.apply(x, job.camera, gen)
+        return x
 
 
 def _close(gen: Generator) -> None:

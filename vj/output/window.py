@@ -133,6 +133,16 @@ class Window:
             self._hud_rect = self.surface.blit(hud, (12, 12))
         self.pg.display.flip()
 
+    def to_picture(self, pos: tuple[int, int], size: tuple[int, int]) -> tuple[float, float] | None:
+        """Window pixel ``pos`` in the picture's own pixels (``size``), or None outside the picture."""
+        lay = self._layout or layout(size, self.size, self.fit)
+        sx, sy, sw, sh = lay.src
+        dx, dy, dw, dh = lay.dst
+        u, v = (pos[0] - dx) / dw, (pos[1] - dy) / dh
+        if not (0 <= u <= 1 and 0 <= v <= 1):
+            return None
+        return sx + u * sw, sy + v * sh
+
     def sample(self, step: int = 16) -> float:
         """Mean level of a sparse grid of the screen: cheap enough to watch every frame for a change."""
         buf, view = self._screen_view()
