@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 import pytest
 
@@ -6,6 +7,8 @@ import pytest
 os.environ["SDL_VIDEODRIVER"] = "dummy"
 os.environ["SDL_AUDIODRIVER"] = "dummy"
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+# Shows started by tests keep their dreams here, not in the user's ~/.local/share/vj/dreams.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="vj-tests-")
 
 
 @pytest.fixture

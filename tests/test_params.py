@@ -146,3 +146,18 @@ def test_values_is_a_snapshot():
     snap = store.values()
     store.jump("zoom", 0.9)
     assert snap["zoom"] == 0.15
+
+
+def test_a_timed_glide_arrives_exactly_on_time_eased():
+    store = ParamStore()
+    store.set("zoom", 0.95, glide=1.0)
+    seen = []
+    for _ in range(60):
+        store.step(1 / 60)
+        seen.append(store["zoom"])
+    assert seen == sorted(seen) and seen[-1] == 0.95, "there after exactly one second"
+    assert seen[0] - 0.15 < (seen[30] - seen[29]) / 2, "eased: slow at the start, faster in the middle"
+    assert abs(seen[29] - 0.55) < 0.05, "half way at half time"
+    store.set("zoom", 0.0)
+    store.step(1 / 60)
+    assert 0.0 < store["zoom"] < 0.95, "a plain set afterwards uses the usual smoothing again"

@@ -83,6 +83,17 @@ def _add_run(sub: Any) -> None:
     w.add_argument("--fps", type=_positive(float), default=60.0, help="display frame rate (60)")
     w.add_argument("--no-hud", action="store_true", help="start with the HUD hidden (Tab shows it)")
     w.add_argument("--headless", action="store_true", help="no window (SDL's dummy video driver), same loop")
+    sc = p.add_argument_group("scenes and dreams")
+    sc.add_argument("--scenes", metavar="DIR", help="folder of scene files, watched for edits (default: scenes/)")
+    sc.add_argument("--scene", metavar="N|NAME|FILE", help="start with this scene (a number from 1, a name, a file)")
+    sc.add_argument(
+        "--dreams",
+        metavar="DIR",
+        help="dream store folder (default: $XDG_DATA_HOME/vj/dreams, usually ~/.local/share/vj/dreams)",
+    )
+    sc.add_argument("--no-dreams", action="store_true", help="keep no dreams this time")
+    sc.add_argument("--keep", type=_positive(int), default=24, metavar="K", help="best dreams kept per session (24)")
+    sc.add_argument("--clip", metavar="MODEL", help="score dreams with a CLIP model too (Hugging Face id or folder)")
     c = p.add_argument_group("control (OSC, MIDI)")
     c.add_argument(
         "--mapping", metavar="FILE", help="mapping file or name in mappings/ (default: mappings/default.toml)"
@@ -127,9 +138,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         params["prompt"] = args.prompt
     if args.seed is not None:
         params["seed"] = args.seed
+    from vj.control.mapping import default_mapping, load_mapping
     from vj.engine.mixer import parse_layer_option
 
     layers = [parse_layer_option(text) for text in args.layer]
+    mapping = load_mapping(args.mapping) if args.mapping else default_mapping()
+    scenes, scenes_dir, start = _scenes(args)
     config = ShowConfig(
         size=args.size,
         gen_size=args.gen_size,
@@ -144,9 +158,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         hud=not args.no_hud,
         params=params,
         layers=layers,
+        mapping=mapping,
+        scenes=scenes,
+        scenes_dir=scenes_dir,
+        scene=start,
+        dreams=None if args.no_dreams else _dreams_folder(args.dreams),
+        dreams_keep=args.keep,
+        clip=_clip(args.clip),
     )
     show = Show(config)
-    for source in _control_sources(args):
+    for source in _control_sources(args, mapping):
         show.add_source(source)
     signal.signal(signal.SIGTERM, lambda *_: show.stop())
     report = show.run()
@@ -154,10 +175,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _control_sources(args: argparse.Namespace) -> list[Any]:
-    from vj.control.mapping import default_mapping, load_mapping
+def _scenes(args: argparse.Namespace) -> tuple[list[Any], Any, Any]:
+    """The scene list, the folder to watch, and the scene to start with."""
+    from pathlib import Path
 
-    mapping = load_mapping(args.mapping) if args.mapping else default_mapping()
+    from vj.scenes import SCENES_DIR, load_scene, load_scenes
+
+    folder = Path(args.scenes) if args.scenes else (SCENES_DIR if SCENES_DIR.is_dir() else None)
+    scenes = load_scenes(folder) if folder is not None else []
+    start: Any = args.scene
+    if start is not None and start.endswith(".toml"):
+        path = Path(start)
+        scene = next((s for s in scenes if Path(s.file).resolve() == path.resolve()), None)
+        if scene is None:
+            scene = load_scene(path)  # a scene from elsewhere joins the list at its end
+            scenes.append(scene)
+        start = scenes.index(scene) + 1
+    return scenes, folder, start
+
+
+def _dreams_folder(arg: str | None) -> Any:
+    from pathlib import Path
+
+    from vj.dreams.store import default_folder
+
+    return Path(arg) if arg else default_folder()
+
+
+def _clip(arg: str | None) -> Any:
+    if not arg:
+        return None
+    from vj.dreams.clip import ClipScorer
+
+    return ClipScorer(arg)
+
+
+def _control_sources(args: argparse.Namespace, mapping: Any) -> list[Any]:
     sources: list[Any] = []
     if not args.no_osc:
         from vj.control.osc import OscServer
@@ -248,6 +301,155 @@ def _add_control_commands(sub: Any) -> None:
     ck.set_defaults(func=cmd_mapping_check)
 
 
+def cmd_scenes_list(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vj.scenes import SCENES_DIR, load_scenes
+
+    for scene in load_scenes(Path(args.scenes) if args.scenes else SCENES_DIR):
+        print(scene.name)
+    return 0
+
+
+def cmd_scenes_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vj.scenes import SCENES_DIR, load_scenes
+
+    scenes = load_scenes(Path(args.scenes) if args.scenes else SCENES_DIR)
+    for n, scene in enumerate(scenes, 1):
+        what = scene.kind if scene.kind != "dream" else (scene.prompts[0] if scene.prompts else "")
+        print(f"{n:2d}  {scene.name:<20}  {Path(scene.file).name:<24}  {what}")
+    print(f"{len(scenes)} scenes ok")
+    return 0
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from vj.dreams.store import DreamStore
+
+    return DreamStore(_dreams_folder(args.dreams), create=False)
+
+
+def cmd_dreams_list(args: argparse.Namespace) -> int:
+    import time as _time
+
+    store = _store(args)
+    try:
+        dreams = store.top(args.top, session=args.session, saved=True if args.saved else None)
+        print(f"{store.count()} dreams in {store.folder}")
+        for d in dreams:
+            when = _time.strftime("%Y-%m-%d %H:%M", _time.localtime(d.created))
+            mark = "*" if d.saved else " "
+            print(f"{d.id:6d} {mark} {d.score:.3f}  {when}  {d.scene or '-':<16.16}  {d.prompt[:60]}")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_dreams_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    store = _store(args)
+    try:
+        dreams = store.top(args.top, session=args.session, saved=True if args.saved else None)
+        files = store.export(dreams, Path(args.out))
+    finally:
+        store.close()
+    print(f"exported {len(files)} dreams to {args.out} (with dreams.json)")
+    return 0
+
+
+def cmd_dreams_prune(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        removed, files = store.prune(args.keep)
+        print(
+            f"kept the best {args.keep} and every saved dream: removed {removed} dreams, {files} stray files; "
+            f"{store.count()} left (integrity: {store.integrity()})"
+        )
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_dream(args: argparse.Namespace) -> int:
+    from vj.dreams.explore import explore
+
+    seconds = args.seconds if args.seconds is not None else args.minutes * 60
+    folder = _dreams_folder(args.dreams)
+    print(
+        f"dreaming '{args.prompt}' for {seconds:g} s with {args.generator} at {args.gen_size[0]}x{args.gen_size[1]},"
+        f" strategy {args.strategy}; keeping the best {args.keep} in {folder}"
+    )
+    result = explore(
+        args.prompt,
+        seconds,
+        args.strategy,
+        folder,
+        generator=args.generator,
+        size=args.gen_size,
+        frames=args.frames,
+        keep=args.keep,
+        seed=args.seed,
+        clip=_clip(args.clip),
+    )
+    print(
+        f"{result.dreams} dreams in {result.seconds:.1f} s: {result.rate:.2f} dreams/s; best score "
+        f"{result.best:.3f}; {result.kept} kept (session {result.session})"
+    )
+    return 0
+
+
+def _add_scene_and_dream_commands(sub: Any) -> None:
+    from vj.dreams import STRATEGIES
+
+    dm = sub.add_parser(
+        "dream",
+        help="explore seeds and prompt variations, keep the best dreams",
+        description="Render many short dreams at low resolution, score them and keep the best in the "
+        "dream store (the replay scene shows them).",
+    )
+    dm.add_argument("--prompt", required=True)
+    span = dm.add_mutually_exclusive_group()
+    span.add_argument("--minutes", type=_positive(float), default=5.0, help="how long to explore (5)")
+    span.add_argument("--seconds", type=_positive(float), help="or in seconds")
+    dm.add_argument("--strategy", choices=STRATEGIES, default="evolve", help="how to choose the next dream (evolve)")
+    dm.add_argument("--generator", default="sketch", metavar="NAME", help="generator to dream with (sketch)")
+    dm.add_argument("--gen-size", type=_size, default=(256, 256), metavar="WxH", help="resolution (256x256)")
+    dm.add_argument("--frames", type=_positive(int), default=24, help="feedback frames per dream (24)")
+    dm.add_argument("--keep", type=_positive(int), default=50, metavar="K", help="best dreams kept (50)")
+    dm.add_argument("--seed", type=int, help="random seed of the exploration, for a repeatable session")
+    dm.add_argument("--dreams", metavar="DIR", help="dream store folder (default: ~/.local/share/vj/dreams)")
+    dm.add_argument("--clip", metavar="MODEL", help="score with a CLIP model too (Hugging Face id or folder)")
+    dm.set_defaults(func=cmd_dream)
+
+    sc = sub.add_parser("scenes", help="list and check scenes").add_subparsers(dest="what", required=True)
+    for name, func, text in (
+        ("list", cmd_scenes_list, "scene names, one per line, scene 1 first"),
+        ("check", cmd_scenes_check, "load every scene file; errors name file, key and fix"),
+    ):
+        q = sc.add_parser(name, help=text)
+        q.add_argument("--scenes", metavar="DIR", help="scene folder (default: scenes/)")
+        q.set_defaults(func=func)
+    dr = sub.add_parser("dreams", help="the dream store: list, export, prune").add_subparsers(
+        dest="what", required=True
+    )
+    ls = dr.add_parser("list", help="the best dreams kept (* = saved by hand)")
+    ex = dr.add_parser("export", help="copy the best dreams' images to a folder, with dreams.json")
+    ex.add_argument("--out", required=True, metavar="DIR")
+    for q in (ls, ex):
+        q.add_argument("--top", type=_positive(int), default=20, metavar="N")
+        q.add_argument("--session", help="only this session")
+        q.add_argument("--saved", action="store_true", help="only dreams saved by hand")
+    ls.set_defaults(func=cmd_dreams_list)
+    ex.set_defaults(func=cmd_dreams_export)
+    pr = dr.add_parser("prune", help="keep the best N of all sessions (and every saved one), remove the rest")
+    pr.add_argument("--keep", type=_positive(int), required=True, metavar="N")
+    pr.set_defaults(func=cmd_dreams_prune)
+    for q in (ls, ex, pr):
+        q.add_argument("--dreams", metavar="DIR", help="dream store folder (default: ~/.local/share/vj/dreams)")
+
+
 def _write_report(report: dict[str, Any], target: str | None) -> None:
     if not target:
         return
@@ -273,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_run(sub)
     _add_control_commands(sub)
+    _add_scene_and_dream_commands(sub)
     return parser
 
 

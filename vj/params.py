@@ -33,6 +33,8 @@ class ParamSpec:
     smoothing: float = 0.0  # seconds; 0 = jumps at once
     step: float = 0.0  # one nudge ("zoom in", an arrow key): how far it moves the target
     doc: str = ""
+    empty: bool = False  # strings: whether "" is a value (it means "none")
+    look: bool = False  # part of a scene's look: a scene that does not set it puts it back to its default
 
     def check(self, value: Any) -> Any:
         """``value`` made valid for this parameter (clamped into range), or ``ParamError``."""
@@ -50,19 +52,24 @@ class ParamSpec:
 
 
 PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("zoom", "float", 0.15, -1.0, 1.0, 0.3, 0.1, "zoom rate: + flies in, - pulls out, 0 holds still"),
-    ParamSpec("pan_x", "float", 0.0, -1.0, 1.0, 0.3, 0.1, "sideways drift: + moves the view right"),
-    ParamSpec("pan_y", "float", 0.0, -1.0, 1.0, 0.3, 0.1, "vertical drift: + moves the view up"),
-    ParamSpec("rotate", "float", 0.0, -1.0, 1.0, 0.3, 0.05, "rotation rate: + turns clockwise"),
-    ParamSpec("speed", "float", 1.0, 0.0, 4.0, 0.5, 0.25, "master speed of all motion"),
-    ParamSpec("strength", "float", 0.45, 0.0, 1.0, 0.2, 0.05, "how much each frame is re-imagined"),
-    ParamSpec("chaos", "float", 0.3, 0.0, 1.0, 0.3, 0.1, "turbulence and randomness"),
+    ParamSpec(
+        "zoom", "float", 0.15, -1.0, 1.0, 0.3, 0.1, "zoom rate: + flies in, - pulls out, 0 holds still", look=True
+    ),
+    ParamSpec("pan_x", "float", 0.0, -1.0, 1.0, 0.3, 0.1, "sideways drift: + moves the view right", look=True),
+    ParamSpec("pan_y", "float", 0.0, -1.0, 1.0, 0.3, 0.1, "vertical drift: + moves the view up", look=True),
+    ParamSpec("rotate", "float", 0.0, -1.0, 1.0, 0.3, 0.05, "rotation rate: + turns clockwise", look=True),
+    ParamSpec("speed", "float", 1.0, 0.0, 4.0, 0.5, 0.25, "master speed of all motion", look=True),
+    ParamSpec("strength", "float", 0.45, 0.0, 1.0, 0.2, 0.05, "how much each frame is re-imagined", look=True),
+    ParamSpec("chaos", "float", 0.3, 0.0, 1.0, 0.3, 0.1, "turbulence and randomness", look=True),
     ParamSpec("brightness", "float", 1.0, 0.0, 1.0, 0.1, 0.1, "output level, the master fader"),
     ParamSpec("blackout", "bool", False, doc="fade the output to black (and back)"),
     ParamSpec("freeze", "bool", False, doc="hold the picture: no motion, no new frames"),
     ParamSpec("prompt", "string", "a luminous dream of drifting nebulae", doc="what the dream is about"),
+    ParamSpec("prompt_b", "string", "", doc="a second prompt to blend toward (empty: none)", empty=True, look=True),
+    ParamSpec("prompt_blend", "float", 0.0, 0.0, 1.0, 0.3, 0.1, "fader from prompt (0) to prompt_b (1)", look=True),
     ParamSpec("seed", "int", 1, 0, 2**31 - 1, 0.0, 1, "the dream's random seed"),
     ParamSpec("spark", "trigger", doc="bloom a fresh image in from the centre"),
+    ParamSpec("save", "trigger", doc="keep the current frame in the dream store"),
     ParamSpec(
         "spark_sensitivity", "float", 0.5, 0.0, 1.0, 0.0, 0.1, "how readily a stale dream sparks by itself (0: never)"
     ),
@@ -121,7 +128,7 @@ def _check_string(spec: ParamSpec, value: Any) -> str:
     if not isinstance(value, str):
         raise ParamError(f"{spec.name} needs text, got {type(value).__name__} {value!r:.40}")
     text = " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
-    if not text:
+    if not text and not spec.empty:
         raise ParamError(f"{spec.name} needs some text, got an empty string")
     return text[:PROMPT_MAX]
 
@@ -155,6 +162,8 @@ class ParamStore:
         self._value: dict[str, Any] = dict(self._target)
         self._fired: list[str] = []
         self._changed: dict[str, None] = {}
+        # Timed glides (scene transitions): name -> [seconds, seconds so far, value at the start].
+        self._glide: dict[str, list[float]] = {}
 
     def spec(self, name: str) -> ParamSpec:
         try:
@@ -180,18 +189,26 @@ class ParamStore:
         """A copy of every current value: a snapshot another thread may keep."""
         return dict(self._value)
 
-    def set(self, name: str, value: Any) -> Any:
-        """Set the target (validated, clamped); smoothed floats glide there, others jump. Returns the new target."""
+    def set(self, name: str, value: Any, glide: float | None = None) -> Any:
+        """Set the target (validated, clamped); smoothed floats glide there, others jump. Returns the new target.
+
+        ``glide`` (seconds, floats only) overrides the parameter's own smoothing for this change: the value eases
+        from where it is to the target and arrives exactly ``glide`` seconds later (a scene transition).
+        """
         spec = self.spec(name)
         if spec.kind == "trigger":
             self.fire(name)
             return None
         new = spec.check(value)
+        if glide is not None and glide > 0 and spec.kind == "float":
+            self._glide[name] = [glide, 0.0, self._value[name]]
+        else:
+            self._glide.pop(name, None)
         if new != self._target[name]:
             self._target[name] = new
             self._changed[name] = None
-            if spec.kind != "float" or spec.smoothing <= 0:
-                self._value[name] = new
+        if spec.kind != "float" or (spec.smoothing <= 0 and name not in self._glide):
+            self._value[name] = new
         return new
 
     def jump(self, name: str, value: Any) -> Any:
@@ -234,11 +251,20 @@ class ParamStore:
 
     def step(self, dt: float) -> None:
         """Advance every glide by ``dt`` seconds."""
+        dt = max(dt, 0.0)
+        for name, glide in list(self._glide.items()):
+            glide[1] += dt
+            u = min(1.0, glide[1] / glide[0])
+            start, target = glide[2], self._target[name]
+            self._value[name] = start + (target - start) * u * u * (3 - 2 * u)  # eased in and out
+            if u >= 1.0:
+                self._value[name] = target
+                del self._glide[name]
         for name, spec in self.specs.items():
-            if spec.kind != "float" or spec.smoothing <= 0:
+            if spec.kind != "float" or spec.smoothing <= 0 or name in self._glide:
                 continue
             v, t = self._value[name], self._target[name]
             if v == t:
                 continue
-            v += (t - v) * (1.0 - math.exp(-max(dt, 0.0) / spec.smoothing))
+            v += (t - v) * (1.0 - math.exp(-dt / spec.smoothing))
             self._value[name] = t if abs(t - v) < 1e-3 * spec.span else v  # close enough to be invisible

@@ -25,6 +25,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("stop", doc="stop all motion (zoom, pan, rotate back to 0)"),
     ActionSpec("hud", doc="show or hide the heads-up display"),
     ActionSpec("fullscreen", doc="switch between window and full screen"),
+    ActionSpec("scene", "int|string", "switch scene: a number from 1, a name, next or previous"),
+    ActionSpec("replay", doc="go to the replay scene: the best dreams kept so far"),
 )
 
 ACTION_NAMES = frozenset(a.name for a in ACTIONS)

@@ -89,6 +89,11 @@ class ControlBus:
             if queue:
                 self._pending[target] = queue  # re-inserted: targets keep the order they were last touched
 
+    def count(self, source: str, n: int = 1) -> None:
+        """Count changes a source made without going through the queue (a scene applied by the loop itself)."""
+        with self._lock:
+            self.posted[source] += n
+
     def reject(self, source: str, reason: str, key: str | None = None) -> None:
         """Count a message from ``source`` that was dropped; log the first one of each ``key`` (e.g. address)."""
         with self._lock:

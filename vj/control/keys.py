@@ -24,6 +24,11 @@ CHARS: dict[str, tuple[str, Op, Any]] = {
     "f": ("fullscreen", "fire", None),
     "q": ("quit", "fire", None),
     " ": ("spark", "fire", None),
+    "s": ("save", "fire", None),
+    "r": ("replay", "fire", None),
+    "n": ("scene", "set", "next"),
+    "p": ("scene", "set", "previous"),
+    **{str(n): ("scene", "set", n) for n in range(1, 10)},
 }
 SPECIAL: dict[str, tuple[str, Op, Any]] = {
     "K_LEFT": ("pan_x", "nudge", -1),
@@ -41,7 +46,8 @@ SPECIAL: dict[str, tuple[str, Op, Any]] = {
 
 HELP = (
     "arrows pan  +/- zoom  [ ] rotate  , . speed  PgUp/PgDn strength  Backspace stop",
-    "Space spark  Enter type a prompt  B blackout  H freeze  Tab HUD  F full screen  Esc quit",
+    "1-9 scene  N/P next/previous scene  R replay  S save  Space spark  Enter type a prompt",
+    "B blackout  H freeze  Tab HUD  F full screen  Esc quit",
 )
 
 

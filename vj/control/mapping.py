@@ -103,11 +103,11 @@ class Mapping:
 
 
 class _Checker:
-    def __init__(self, file: str) -> None:
-        self.file = file
+    def __init__(self, file: str, prefix: str = "") -> None:
+        self.file, self.prefix = file, prefix
 
     def fail(self, key: str, message: str, fix: str | None = None) -> ConfigError:
-        return ConfigError(message, file=self.file, key=key, fix=fix)
+        return ConfigError(message, file=self.file, key=".".join(k for k in (self.prefix, key) if k), fix=fix)
 
     def table(self, data: Any, key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(data, dict):
@@ -323,8 +323,9 @@ _SECTIONS: dict[str, tuple[str, Callable[..., Any]]] = {
 }
 
 
-def parse_mapping(data: dict[str, Any], file: str) -> Mapping:
-    c = _Checker(file)
+def parse_mapping(data: dict[str, Any], file: str, prefix: str = "") -> Mapping:
+    """A mapping from parsed TOML; ``prefix`` is the key path of a mapping inside another file (a scene's)."""
+    c = _Checker(file, prefix)
     c.table(data, "", ("midi", "osc"))
     midi = c.table(data.get("midi", {}), "midi", ("device", "takeover", "cc", "note", "program"))
     osc = c.table(data.get("osc", {}), "osc", ("route",))
@@ -363,6 +364,23 @@ def _no_duplicates(c: _Checker, found: dict[str, list[Any]]) -> None:
         if ident in seen:
             raise c.fail(key, f"the same control as {seen[ident]}", "give each control one entry")
         seen[ident] = key
+
+
+def merge(base: Mapping, over: Mapping) -> Mapping:
+    """``base`` with ``over``'s entries on top: an entry for the same control or address replaces base's."""
+
+    def keep(old: tuple[Any, ...], new: tuple[Any, ...], ident: Callable[[Any], Any]) -> tuple[Any, ...]:
+        taken = {ident(r) for r in new}
+        return tuple(r for r in old if ident(r) not in taken) + new
+
+    return Mapping(
+        file=f"{base.file} + {over.file}",
+        device=over.device or base.device,
+        cc=keep(base.cc, over.cc, lambda r: (r.channel, r.control)),
+        notes=keep(base.notes, over.notes, lambda r: (r.channel, r.note)),
+        programs=keep(base.programs, over.programs, lambda r: r.channel),
+        osc=keep(base.osc, over.osc, lambda r: r.address),
+    )
 
 
 def resolve(name: str) -> Path:

@@ -392,6 +392,13 @@ class MidiInput:
             bus.post("midi", target, value, op)
 
     # -- sink, status, report ---------------------------------------------------------------------------------
+    def remap(self, mapping: Mapping) -> None:
+        """Take a new mapping (a scene's overrides); knobs keep what they know of the current values."""
+        router = MidiRouter(mapping)
+        router.targets = self.router.targets
+        router.received, router.ignored, router.waiting = self.router.received, self.router.ignored, self.router.waiting
+        self.router = router
+
     def changed(self, values: dict[str, Any]) -> None:
         self.router.targets.update(values)
         out = self._out

@@ -178,6 +178,7 @@ class OscServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 9000, mapping: Mapping | None = None) -> None:
         self.host, self.port = host, port
         self.router = OscRouter(mapping)
+        self._duplicates = 0  # counted by routers replaced since
         self.packets = 0
         self.messages = 0
         self.malformed = 0
@@ -253,6 +254,11 @@ class OscServer:
         for target, value, op in ops:
             bus.post("osc", target, value, op)
 
+    def remap(self, mapping: Mapping) -> None:
+        """Take a new mapping (a scene's overrides): one attribute swap, safe while the socket thread runs."""
+        self._duplicates += self.router.duplicates
+        self.router = OscRouter(mapping)
+
     def status(self) -> str:
         return f"OSC off ({self.error})" if self.error else f"OSC :{self.port}"
 
@@ -263,7 +269,7 @@ class OscServer:
             "packets": self.packets,
             "messages": self.messages,
             "malformed": self.malformed,
-            "duplicates": self.router.duplicates,
+            "duplicates": self._duplicates + self.router.duplicates,
             "error": self.error,
         }
 

@@ -84,3 +84,24 @@ class OutputLevel:
             self._out = np.empty_like(picture)
         cv2.convertScaleAbs(picture, dst=self._out, alpha=max(0.0, self.level))
         return self._out
+
+
+class SceneFade:
+    """A scene change on screen: the old look, still moving with the camera, fades into the new one."""
+
+    def __init__(self, picture: np.ndarray, camera: np.ndarray, start: float, seconds: float) -> None:
+        self.picture, self.camera, self.start, self.seconds = picture.copy(), camera.copy(), start, seconds
+        self._out = np.empty_like(picture)
+        self._warped = np.empty_like(picture)
+
+    def done(self, now: float) -> bool:
+        return now - self.start >= self.seconds
+
+    def apply(self, live: np.ndarray, camera: np.ndarray, now: float) -> np.ndarray:
+        t = min(1.0, max(0.0, (now - self.start) / self.seconds)) if self.seconds > 0 else 1.0
+        t = t * t * (3 - 2 * t)
+        if t >= 1.0 or live.shape != self.picture.shape:
+            return live
+        old = motion.warp(self.picture, camera - self.camera, out=self._warped)
+        cv2.addWeighted(old, 1.0 - t, live, t, 0.0, dst=self._out)
+        return self._out

@@ -4,14 +4,16 @@ Each display frame:
 
     keys -> bus        read the window's events (SDL delivers them on this thread)
     bus -> params      apply what every source posted since the last frame (newest wins per target)
+    director           prompt cycles, scene files edited meanwhile (a scene switch itself is an event)
     params.step        glide smoothed parameters
     camera             integrate the motion rates (unless frozen)
     sparks             a spark asked for by hand (the trigger fired) starts if the cooldown allows
     worker.submit      hand the generator a snapshot (params, camera, spark, loop layers): latest wins, never waits
     worker.poll        take a finished frame if there is one; its vitals may call for an automatic spark
     blend              timewarp + crossfade the last two generated frames to this instant
-    mixer, level       layers on top, then the master fader
+    mixer, level       layers on top, a scene change's crossfade, then the master fader
     window.present     scale into the window, HUD on top
+    dreams             offer the frame to the dream keeper (a thread: scoring and writing never wait here)
     pace               sleep until the next frame is due
 
 Other threads (OSC server, MIDI callbacks, the voice worker) only ever ``bus.post()``; sources are objects with
@@ -28,12 +30,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, cast
 
 from vj.control.actions import ACTION_NAMES
 from vj.control.bus import ControlBus, Event
+from vj.control.mapping import Mapping, merge
 from vj.engine import motion
-from vj.engine.blend import FrameBlender, OutputLevel
+from vj.engine.blend import FrameBlender, OutputLevel, SceneFade
 from vj.engine.mixer import LayerSpec, Mixer
 from vj.engine.spark import Sparks
 from vj.errors import ConfigError, ParamError
@@ -41,6 +45,7 @@ from vj.gen import base
 from vj.gen.worker import GeneratorWorker, Job
 from vj.output.stats import Timings
 from vj.params import ParamStore, unknown
+from vj.scenes import Director, ReplayOptions, Scene
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +76,13 @@ class ShowConfig:
     cap_generator: bool = True  # no faster than the display: a frame nobody sees is wasted power
     layers: list[LayerSpec] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)  # starting values, e.g. {"prompt": "..."}
+    mapping: Mapping | None = None  # what scenes' mapping overrides are laid over
+    scenes: list[Scene] = field(default_factory=list)
+    scenes_dir: Path | None = None  # watched for edits
+    scene: Any = None  # the scene to start with: number, name
+    dreams: Path | None = None  # the dream store's folder; None keeps no dreams
+    dreams_keep: int = 24  # the best K dreams of the session
+    clip: Any = None  # a vj.dreams.clip.ClipScorer for the dream score
 
 
 class Show:
@@ -112,6 +124,8 @@ class Show:
             "stop": self._stop_motion,
             "hud": lambda e: self.hud.toggle() if self.hud else None,
             "fullscreen": lambda e: self.window.toggle_fullscreen() if self.window else None,
+            "scene": self._switch_scene,
+            "replay": self._replay,
         }
         assert set(self._actions) == ACTION_NAMES, "every action in the table needs a handler"
         self.window: Any = None
@@ -122,6 +136,24 @@ class Show:
         self.blender = FrameBlender(config.gen_size)
         self.output = OutputLevel()
         self.sparks = Sparks()
+        self.director = Director(config.scenes, config.scenes_dir)
+        self.keeper: Any = None
+        if config.dreams is not None:
+            from vj.dreams.keeper import DreamKeeper
+
+            self.keeper = DreamKeeper(config.dreams, keep=config.dreams_keep, clip=config.clip)
+        self._generator_now: tuple[str, dict[str, Any]] = (config.generator, dict(config.generator_options))
+        if config.scene is not None:
+            try:
+                self.director.resolve(config.scene)
+            except ParamError as e:
+                raise ConfigError(str(e), key="--scene") from None
+        self._fade: SceneFade | None = None
+        self._last_picture: Any = None
+        self._latest: Any = None  # the newest generated frame (for saving)
+        self._prompt_commit: str | None = None
+        self._replay_feed: tuple[ReplayOptions, float, int] | None = None  # options, next bloom time, index
+        self._spark_image: Any = None  # what the current spark number blooms: None = a fresh image
         self.on_frame: list[Callable[[Show], None]] = []  # called after each presented frame (tests, recorders)
 
     def add_source(self, source: Source) -> None:
@@ -187,6 +219,136 @@ class Show:
         else:
             brush.paint(point[0], point[1], drag=event.type == pg.MOUSEMOTION)
 
+    # -- scenes (the Director calls these; see vj.scenes.Stage) -------------------------------------------------
+    def apply_scene(self, scene: Scene, reload: bool) -> None:
+        now = time.perf_counter()
+        fade = scene.transition if self.frames else 0.0  # the scene a show starts with is there from the first frame
+        if not reload and fade > 0 and self._last_picture is not None:
+            self._fade = SceneFade(self._last_picture, self.camera, now, fade)
+        p, applied = self.params, 0
+        for name, spec in p.specs.items():
+            if name in scene.params:
+                value = scene.params[name]
+            elif spec.look:
+                value = spec.default  # a scene sets the whole look
+            else:
+                continue
+            if fade > 0:
+                p.set(name, value, glide=fade)
+            else:
+                p.jump(name, value)
+            applied += 1
+        self._prompt_commit = None
+        if scene.prompts:
+            p.set("prompt", scene.prompts[0])
+            if scene.blend is not None:
+                p.set("prompt_b", scene.prompts[1])
+                if fade > 0:
+                    p.set("prompt_blend", scene.blend, glide=fade)
+                else:
+                    p.jump("prompt_blend", scene.blend)
+            applied += 1
+        name, options = scene.generator or self.config.generator, dict(scene.generator_options)
+        if scene.generator is None:
+            options = dict(self.config.generator_options)
+        self._replay_feed = None
+        if scene.kind == "replay":
+            replay = scene.replay or ReplayOptions()
+            if replay.feed:
+                self._replay_feed = (replay, now, 0)
+                if self.keeper is not None:
+                    self.keeper.fetch(replay.count, self.config.gen_size)
+            else:
+                name = "replay"
+                options = {
+                    "folder": self.config.dreams,
+                    "count": replay.count,
+                    "seconds": replay.seconds,
+                    "morph": replay.morph,
+                }
+        if (name, options) != self._generator_now and self.worker is not None:
+            self.worker.switch(base.factory(name, self.config.gen_size, **options), name)
+            self._generator_now = (name, options)
+        if scene.layers is not None:
+            self._set_layers(list(scene.layers), fade)
+        for source in self.sources:
+            remap = getattr(source, "remap", None)
+            if callable(remap) and self.config.mapping is not None:
+                remap(merge(self.config.mapping, scene.mapping) if scene.mapping else self.config.mapping)
+        self.bus.count("scene", applied)
+        log.info("scene %s: %s", self.director.number, scene.name)
+
+    def next_prompt(self, prompt: str, transition: float) -> None:
+        """Fade toward ``prompt`` through the prompt fader, then make it the prompt (see ``_step_prompt``)."""
+        self._step_prompt(force=True)
+        self.params.set("prompt_b", prompt)
+        self.params.jump("prompt_blend", 0.0)
+        self.params.set("prompt_blend", 1.0, glide=transition)
+        self._prompt_commit = prompt
+
+    def _step_prompt(self, force: bool = False) -> None:
+        if self._prompt_commit is not None and (force or self.params["prompt_blend"] >= 1.0):
+            # Fully faded: the same look with prompt = the new one and the fader back at 0. No visible change.
+            self.params.set("prompt", self._prompt_commit)
+            self.params.set("prompt_b", "")
+            self.params.jump("prompt_blend", 0.0)
+            self._prompt_commit = None
+
+    def _set_layers(self, specs: list[LayerSpec], fade: float) -> None:
+        old, new = self.mixer, Mixer(specs, self.config.gen_size)
+        for layer, spec in zip(new.layers, specs, strict=True):
+            self.params.jump(layer.param, 0.0)
+            self.params.set(layer.param, spec.opacity, glide=fade)
+        self.mixer = new
+
+        # Decoding files and joining threads take time: never on the loop thread.
+        def swap() -> None:
+            new.start()
+            old.stop()
+
+        threading.Thread(target=swap, name="vj-layers", daemon=True).start()
+
+    def _switch_scene(self, e: Event) -> None:
+        self.director.switch(e.value, self, time.perf_counter())
+
+    def _replay(self, e: Event) -> None:
+        scene = next((s for s in self.director.scenes if s.kind == "replay"), None)
+        if scene is None:
+            raise ParamError('there is no replay scene (add one with kind = "replay" to scenes/)')
+        self.director.switch(self.director.scenes.index(scene) + 1, self, time.perf_counter())
+
+    def _feed_replay(self, now: float) -> Any:
+        """A replay scene with feed = true: every few seconds, the next stored dream blooms into the live loop."""
+        if self._replay_feed is None or self.keeper is None:
+            return None
+        options, due, index = self._replay_feed
+        images = self.keeper.fetched
+        if now < due or not images:
+            return None
+        self._replay_feed = (options, now + options.seconds, index + 1)
+        self.sparks.request("replay", time.monotonic(), 0.0)
+        return images[index % len(images)]
+
+    def _scene_name(self) -> str | None:
+        return self.director.active.name if self.director.active else None
+
+    def _save(self) -> None:
+        frame, worker = self._latest, self.worker
+        if self.keeper is None:
+            log.warning("save: no dream store (run with --dreams DIR, or without --no-dreams)")
+            return
+        if frame is None or worker is None:
+            return
+        base_score = frame.aesthetics.mean if frame.aesthetics is not None else 0.0
+        self.keeper.save(
+            frame.image,
+            frame.params,
+            base_score,
+            scene=self._scene_name(),
+            generator=worker.stats.fallback or worker.stats.name,
+            latent=frame.latent,
+        )
+
     def _stop_motion(self, e: Event) -> None:
         for name in ("zoom", "pan_x", "pan_y", "rotate"):
             self.params.set(name, 0.0)
@@ -216,6 +378,10 @@ class Show:
         self.worker = GeneratorWorker(self._build, cfg.gen_size, name=cfg.generator, fallback=fallback, max_fps=cfg.fps)
         self._running.set()
         self.mixer.start()
+        if self.keeper is not None:
+            self.keeper.start()
+        if cfg.scene is not None:
+            self.director.switch(cfg.scene, self, time.perf_counter())  # before the worker builds a generator
         self.worker.start()
         for source in self.sources:
             source.start(self.bus)
@@ -235,6 +401,8 @@ class Show:
                     log.exception("stopping %s failed", source)
             self.worker.stop()
             self.mixer.stop()
+            if self.keeper is not None:
+                self.keeper.stop()
             self._window_state = (list(self.window.size), bool(self.window.fullscreen))
             self.window.close()
         return self.report()
@@ -260,26 +428,51 @@ class Show:
                 self.keyboard.handle(event)
                 self._pointer(event)
             self.apply(self.bus.drain())
+            self.director.step(self, now)
+            self._step_prompt()
             self._tell_sinks(self.params.take_changed())
             self.params.step(dt)
             values = self.params.values()
             for name in self.params.take_fired():
-                if name == "spark":
-                    self.sparks.request("manual", time.monotonic(), float(values["spark_cooldown"]))
+                if name == "spark" and self.sparks.request("manual", time.monotonic(), float(values["spark_cooldown"])):
+                    self._spark_image = None
+                elif name == "save":
+                    self._save()
             if not values["freeze"]:
                 self.camera = motion.advance(self.camera, values, dt)
                 self.mixer.step(dt)
-            worker.submit(Job(values, self.camera, self.sparks.seq, self.mixer.loop_inputs(values)))
+            replayed = self._feed_replay(now)
+            if replayed is not None:
+                self._spark_image = replayed
+            worker.submit(Job(values, self.camera, self.sparks.seq, self.mixer.loop_inputs(values), self._spark_image))
             worker.check()
             frame = worker.poll()
             if frame is not None:
                 self.blender.push(frame, now)
                 self.shown += 1
-                if frame.vitals is not None:
-                    self.sparks.observe(frame.vitals, values, time.monotonic(), frame.bloom is not None)
+                self._latest = frame
+                if frame.vitals is not None and self.sparks.observe(
+                    frame.vitals, values, time.monotonic(), frame.bloom is not None
+                ):
+                    self._spark_image = None
+                if self.keeper is not None and frame.aesthetics is not None:
+                    self.keeper.offer(
+                        frame.image,
+                        frame.params,
+                        frame.aesthetics.mean,
+                        scene=self._scene_name(),
+                        generator=worker.stats.fallback or worker.stats.name,
+                        now=now,
+                        latent=frame.latent,
+                    )
             picture = self.blender.compose(self.camera, now)
             if picture is not None:
                 picture = self.mixer.compose_top(picture, values)
+                if self._fade is not None:
+                    picture = self._fade.apply(picture, self.camera, now)
+                    if self._fade.done(now):
+                        self._fade = None
+                self._last_picture = picture
                 level = 0.0 if values["blackout"] else float(values["brightness"])
                 picture = self.output.apply(picture, level, dt)
             if self.hud.due(now):
@@ -325,6 +518,11 @@ class Show:
             + ("  BLACKOUT" if p["blackout"] else ""),
             f"prompt: {p['prompt'][:90]}",
         ]
+        d = self.director
+        if d.active is not None:
+            lines.append(f"scene {d.number}/{len(d.scenes)}: {d.active.name}")
+        for error in list(d.errors.values())[:2]:
+            lines.append(f"SCENE NOT RELOADED: {error}"[:140])
         sp = self.sparks
         spark = f"sparks {sp.total} (auto {sp.auto})"
         if sp.blooming:
@@ -356,8 +554,9 @@ class Show:
             "events": self.bus.counts(),
             "rejected": self.bus.rejected_counts(),
             **self.sparks.report(),
-            "scene": None,
-            "dreams_saved": 0,
+            **self.director.report(),
+            "dreams_saved": self.keeper.rows if self.keeper is not None else 0,
+            "dreams": self.keeper.report() if self.keeper is not None else None,
             "generator": {
                 "name": self.config.generator,
                 "size": list(self.config.gen_size),

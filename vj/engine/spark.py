@@ -97,9 +97,9 @@ class Sparks:
         self._run = 0
         if kind == "auto":
             self.auto += 1
-        else:
+        elif kind == "manual":
             self.manual += 1
-        return True
+        return True  # "replay": a stored dream blooming in, not counted as a spark
 
     def observe(self, v: Vitals, params: Mapping[str, Any], now: float, blooming: bool) -> bool:
         """Read one generated frame's vitals; True when it started an automatic spark."""

@@ -42,6 +42,10 @@ class Generator:
     def generate(self, image: Any, params: Mapping[str, Any]) -> Any:
         raise NotImplementedError
 
+    def adopt(self, image: np.ndarray) -> Any:
+        """An H x W x 3 uint8 RGB picture (another generator's last frame, a stored dream) as this one's frame."""
+        return image
+
     def fresh(self, params: Mapping[str, Any]) -> Any:
         """A new image of the prompt, owing nothing to the current frame: what a spark blooms in."""
         return self.generate(None, params)
@@ -57,6 +61,10 @@ class Generator:
 
     def to_display(self, frame: Any) -> np.ndarray:
         return frame
+
+    def latent(self, frame: Any) -> Any:
+        """The latent behind ``frame``, kept with a stored dream (None for generators without one)."""
+        return None
 
     def close(self) -> None:
         """Free what the generator holds. Must be safe to call twice."""

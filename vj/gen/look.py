@@ -9,6 +9,7 @@ that share words share colours and motifs, prompts that share none look differen
 from __future__ import annotations
 
 import colorsys
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -169,6 +170,14 @@ class Look:
     scale: float  # pattern scale, 0.5..1.5: how large the grown structures are
 
 
+def blend_looks(a: Look, b: Look, t: float) -> Look:
+    """The look ``t`` of the way from ``a`` to ``b``: a fader between two prompts."""
+    t = min(1.0, max(0.0, t))
+    motifs = {k: a.motifs[k] * (1 - t) + b.motifs[k] * t for k in MOTIFS}
+    return Look(palette=a.palette * (1 - t) + b.palette * t, motifs=motifs, scale=a.scale * (1 - t) + b.scale * t)
+
+
+@functools.lru_cache(maxsize=64)
 def look_for(prompt: str) -> Look:
     ws = words(prompt) or ["dream"]
     entries = [_word_entry(w) for w in ws[:8]]

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from vj.gen.base import Generator
-from vj.gen.look import Look, look_for
+from vj.gen.look import Look, blend_looks, look_for
 
 # How far the palette moves toward a new prompt's palette per second: a prompt change glides in, no cut.
 _LOOK_GLIDE_S = 0.8
@@ -44,7 +44,7 @@ class SketchGenerator(Generator):
         self._r = np.sqrt(self._x**2 + self._y**2)
         self._theta = np.arctan2(self._y, self._x)
         self._gy, self._gx = np.mgrid[0 : self.height, 0 : self.width].astype(np.float32)
-        self._prompt: str | None = None
+        self._look_key: tuple[str, str, float] | None = None
         self._look: Look | None = None
         self._palette = np.zeros((256, 3), np.float32)
         self._target = np.zeros((256, 3), np.float32)
@@ -57,9 +57,9 @@ class SketchGenerator(Generator):
         self._last: float | None = None
 
     # -- state that changes with the prompt or seed -------------------------------------------------------
-    def _set_prompt(self, prompt: str) -> None:
-        self._prompt = prompt
-        self._look = look_for(prompt)
+    def _set_look(self, prompt: str, other: str, blend: float) -> None:
+        self._look_key = (prompt, other, blend)
+        self._look = blend_looks(look_for(prompt), look_for(other), blend) if other and blend > 0 else look_for(prompt)
         self._target = self._look.palette
         if not self._palette.any():
             self._palette = self._target.copy()
@@ -113,8 +113,9 @@ class SketchGenerator(Generator):
 
     def _sync(self, params: Mapping[str, Any]) -> None:
         prompt, seed = str(params.get("prompt", "")), int(params.get("seed", 0))
-        if prompt != self._prompt:
-            self._set_prompt(prompt)
+        other, blend = str(params.get("prompt_b", "") or ""), round(float(params.get("prompt_blend", 0.0)), 3)
+        if (prompt, other, blend) != self._look_key:
+            self._set_look(prompt, other, blend)
         if seed != self._seed:
             self._set_seed(seed)
         now = self.clock()

@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from vj.dreams.score import Aesthetics, aesthetics
 from vj.engine.mixer import LayerInput, weights
 from vj.engine.spark import Bloom, Vitals, measure
 from vj.gen.base import Generator, GeneratorFactory, check_frame
@@ -64,6 +65,7 @@ class Job:
     camera: np.ndarray
     spark: int = 0  # a new number asks for a spark
     layers: tuple[LayerInput, ...] = ()  # mixed into the generator's input
+    spark_image: np.ndarray | None = None  # bloom this (a stored dream) instead of a fresh image
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,8 @@ class Frame:
     ms: float  # time spent in generate()
     vitals: Vitals | None = None
     bloom: float | None = None  # a spark's progress 0..1 while one is blooming
+    aesthetics: Aesthetics | None = None  # the frame's dream score before novelty (see vj.dreams.score)
+    latent: Any = None  # the generator's latent for this frame, when it has one
 
 
 @dataclass
@@ -124,6 +128,7 @@ class GeneratorWorker:
         self._failures = 0  # in a row, since the last good frame
         self._last_done = 0.0
         self._spark_seen = 0
+        self._switch: tuple[GeneratorFactory, str] | None = None
         self._bloom: Bloom | None = None
         self._small: np.ndarray | None = None  # the last frame's vitals-size luminance
 
@@ -139,6 +144,10 @@ class GeneratorWorker:
         self.inbox.put(self.inbox.latest() or Job({}, np.zeros(4)))  # wake a thread waiting for its first job
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def switch(self, build: GeneratorFactory, name: str) -> None:
+        """Change generator (a scene asked for another): the dream carries on from the last frame."""
+        self._switch = (build, name)
 
     def submit(self, job: Job) -> None:
         self.inbox.put(job)
@@ -215,6 +224,14 @@ class GeneratorWorker:
                 if wait > 0:
                     time.sleep(wait)
                 last_start = time.monotonic()
+                if self._switch is not None:
+                    self._build, self.stats.name = self._switch
+                    self._switch, self.stats.fallback, self._failures = None, None, 0
+                    if gen is not None:
+                        self._prev = gen.to_display(self._prev) if self._prev is not None else None
+                        _close(gen)
+                        gen = None
+                        first_build = True  # a switch is not a restart
                 try:
                     if gen is None:
                         if not first_build:
@@ -223,6 +240,8 @@ class GeneratorWorker:
                         gen = self._create(epoch)
                         if gen is None:
                             return
+                        if self._prev is not None:
+                            self._prev = gen.adopt(self._prev)
                     with self._lock:
                         self._busy_since = time.monotonic()
                     prev, prev_cam = self._prev, self._prev_camera
@@ -241,6 +260,7 @@ class GeneratorWorker:
                             return  # abandoned as hung while we were busy: this result is stale
                     image = check_frame(gen.to_display(out), self.size)
                     vitals, self._small = measure(image, self._small)
+                    looks = aesthetics(image)
                 except Exception as e:  # noqa: BLE001 - a generator may fail in any way; the show goes on
                     with self._lock:
                         self._busy_since = None
@@ -262,7 +282,9 @@ class GeneratorWorker:
                 bloom = self._bloom.progress if self._bloom is not None else None
                 if self._bloom is not None and self._bloom.done:
                     self._bloom = None
-                self.outbox.put(Frame(image, job.camera, self._index, job.params, now, ms, vitals, bloom))
+                self.outbox.put(
+                    Frame(image, job.camera, self._index, job.params, now, ms, vitals, bloom, looks, gen.latent(out))
+                )
                 if stats.generated > 1:
                     interval = max(1e-6, now - self._last_done)
                     stats.fps = 1.0 / interval if stats.fps == 0 else 0.9 * stats.fps + 0.1 / interval
@@ -273,8 +295,11 @@ class GeneratorWorker:
 
     def _start_bloom(self, gen: Generator, job: Job) -> Bloom:
         # Each spark gets a seed of its own, so no two look alike.
-        params = {**job.params, "seed": (int(job.params.get("seed", 0)) + 7919 * job.spark) % 2**31}
-        fresh = gen.fresh(params)
+        if job.spark_image is not None:
+            fresh = gen.adopt(job.spark_image)
+        else:
+            params = {**job.params, "seed": (int(job.params.get("seed", 0)) + 7919 * job.spark) % 2**31}
+            fresh = gen.fresh(params)
         return Bloom(fresh, job.camera, int(job.params.get("spark_frames", 30)), self.size)
 
     def _feed(self, gen: Generator, x: Any, job: Job) -> Any:

@@ -1,0 +1,108 @@
+"""The replay generator: the best stored dreams, one after another, morphing into each other.
+
+Each dream stays ``seconds`` on screen; during the last quarter of that time it morphs into the next one. The
+morph follows the optical flow between the two pictures (OpenCV's DIS flow, computed once per pair at 256 px):
+both are pushed along the flow toward each other while they crossfade, so shapes travel instead of just
+dissolving. With ``morph = false`` it is a plain crossfade. Generators with latents (lcm) morph by slerping the
+latents instead; see their ``morph`` method.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from vj.engine.mixer import cover
+from vj.errors import GeneratorError
+from vj.gen.base import Generator
+
+FLOW_SIZE = 256
+MORPH_SHARE = 0.25  # of each dream's time spent morphing into the next
+
+
+class ReplayGenerator(Generator):
+    name = "replay"
+    frame_timeout = 5.0
+
+    def __init__(
+        self,
+        size: tuple[int, int] = (512, 512),
+        *,
+        folder: str | Path | None = None,
+        count: int = 12,
+        seconds: float = 6.0,
+        morph: bool = True,
+    ) -> None:
+        super().__init__(size)
+        self.folder = Path(folder) if folder else None
+        self.count, self.seconds, self.morph = count, seconds, morph
+        self.images: list[np.ndarray] = []
+        self.clock = time.monotonic
+        self._start: float | None = None
+        self._flows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def load(self) -> None:
+        from vj.dreams.store import DreamStore, default_folder
+
+        folder = self.folder or default_folder()
+        if not (folder / "dreams.sqlite").is_file():
+            raise GeneratorError(f"no dreams stored in {folder} yet: run a show with --dreams there, or vj dream")
+        store = DreamStore(folder, create=False)
+        try:
+            dreams = store.top(self.count)
+            self.images = [cover(store.image(d), (self.width, self.height)) for d in dreams]
+        finally:
+            store.close()
+        if not self.images:
+            raise GeneratorError(f"the dream store in {folder} is empty")
+
+    def position(self) -> tuple[int, float]:
+        """(which dream, how far into the morph to the next one, 0..1)."""
+        now = self.clock()
+        if self._start is None:
+            self._start = now
+        t = (now - self._start) / self.seconds
+        index = int(t) % len(self.images)
+        into = (t - int(t) - (1 - MORPH_SHARE)) / MORPH_SHARE
+        return index, min(1.0, max(0.0, into))
+
+    def generate(self, image: Any, params: Mapping[str, Any]) -> np.ndarray:
+        index, t = self.position()
+        a = self.images[index]
+        if t <= 0 or len(self.images) == 1:
+            return a
+        b = self.images[(index + 1) % len(self.images)]
+        t = t * t * (3 - 2 * t)  # ease in and out
+        if not self.morph:
+            return cv2.addWeighted(a, 1 - t, b, t, 0)
+        ab, ba = self._flow(index, a, b)
+        h, w = a.shape[:2]
+        gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+        # Backward warps: where each output pixel comes from in a (moving toward b) and in b (coming from a).
+        wa = cv2.remap(a, gx - t * ab[..., 0], gy - t * ab[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        wb = cv2.remap(
+            b, gx - (1 - t) * ba[..., 0], gy - (1 - t) * ba[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
+        return cv2.addWeighted(wa, 1 - t, wb, t, 0)
+
+    def _flow(self, index: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if index not in self._flows:
+            self._flows = {index: (flow(a, b), flow(b, a))}  # one pair at a time
+        return self._flows[index]
+
+
+def flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Dense optical flow from ``a`` to ``b`` (H x W x 2, in pixels of ``a``)."""
+    h, w = a.shape[:2]
+    scale = FLOW_SIZE / max(h, w)
+    size = (max(8, round(w * scale)), max(8, round(h * scale)))
+    ga = cv2.cvtColor(cv2.resize(a, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    gb = cv2.cvtColor(cv2.resize(b, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # type: ignore[attr-defined]
+    f = dis.calc(ga, gb, None)
+    return cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) / scale
