@@ -1,5 +1,8 @@
 import os
+import shutil
+import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -16,3 +19,23 @@ def bus():
     from vj.control.bus import ControlBus
 
     return ControlBus()
+
+
+@pytest.fixture(scope="session")
+def jack():
+    """A JACK server with the dummy driver: real MIDI ports and an audio device, no sound card needed."""
+    if not shutil.which("jackd"):
+        pytest.skip("needs jackd (Debian jackd2; .ci/run installs it)")
+    if subprocess.run(["jack_lsp"], capture_output=True, check=False).returncode == 0:
+        yield
+        return
+    proc = subprocess.Popen(
+        ["jackd", "-r", "-d", "dummy", "-r", "48000", "-p", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 15
+    while subprocess.run(["jack_lsp"], capture_output=True, check=False).returncode != 0:
+        assert time.monotonic() < deadline, "jackd did not start"
+        time.sleep(0.2)
+    yield
+    proc.terminate()
+    proc.wait(10)

@@ -1,7 +1,6 @@
 import json
 import math
 import random
-import shutil
 import subprocess
 import sys
 import threading
@@ -167,25 +166,6 @@ def test_port_names_match_by_part():
 
 
 # -- a real transport: rtmidi ports on a JACK server with the dummy driver ---------------------------------------------
-@pytest.fixture(scope="session")
-def jack():
-    if not shutil.which("jackd"):
-        pytest.skip("needs jackd (Debian jackd2; .ci/run installs it)")
-    if subprocess.run(["jack_lsp"], capture_output=True, check=False).returncode == 0:
-        yield
-        return
-    proc = subprocess.Popen(
-        ["jackd", "-r", "-d", "dummy", "-r", "48000", "-p", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 15
-    while subprocess.run(["jack_lsp"], capture_output=True, check=False).returncode != 0:
-        assert time.monotonic() < deadline, "jackd did not start"
-        time.sleep(0.2)
-    yield
-    proc.terminate()
-    proc.wait(10)
-
-
 @pytest.fixture
 def controller(jack):
     """A virtual MIDI controller: an rtmidi output port vj can open as its input."""

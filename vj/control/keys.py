@@ -44,10 +44,13 @@ SPECIAL: dict[str, tuple[str, Op, Any]] = {
     "K_ESCAPE": ("quit", "fire", None),
 }
 
+# Keys that are on while held: down sets the parameter, up clears it.
+HOLD: dict[str, str] = {"v": "ptt"}
+
 HELP = (
     "arrows pan  +/- zoom  [ ] rotate  , . speed  PgUp/PgDn strength  Backspace stop",
     "1-9 scene  N/P next/previous scene  R replay  S save  Space spark  Enter type a prompt",
-    "B blackout  H freeze  Tab HUD  F full screen  Esc quit",
+    "B blackout  H freeze  hold V to talk  Tab HUD  F full screen  Esc quit",
 )
 
 
@@ -65,6 +68,8 @@ class Keyboard:
             self.bus.post("keys", "quit", op="fire")
         elif self.typing is not None:
             self._edit(event)
+        elif event.type in (pg.KEYDOWN, pg.KEYUP) and pg.key.name(event.key) in HOLD:
+            self.bus.post("keys", HOLD[pg.key.name(event.key)], event.type == pg.KEYDOWN)
         elif event.type == pg.KEYDOWN:
             if event.key in (pg.K_RETURN, pg.K_KP_ENTER):
                 self.typing = ""

@@ -16,7 +16,9 @@ of it the window keeps showing and moving the last good frame.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +34,8 @@ from vj.gen.base import Generator, GeneratorFactory, check_frame
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+BACKGROUND_NICE = 10  # the generator; the voice recogniser runs at 5, the display at 0
 
 
 class Mailbox(Generic[T]):
@@ -209,6 +213,7 @@ class GeneratorWorker:
         return gen
 
     def _run(self, epoch: int) -> None:
+        _background()
         gen: Generator | None = None
         first_build = epoch == 0
         last_start = 0.0
@@ -309,6 +314,22 @@ class GeneratorWorker:
         if self._bloom is not None:
             x = self._bloom.apply(x, job.camera, gen)
         return x
+
+
+def _background() -> None:
+    """Lower this thread's priority: the generator is background work beside the display and the voice."""
+    lower_priority(BACKGROUND_NICE)
+
+
+def lower_priority(nice: int) -> None:
+    """Give this thread (and threads it starts, which inherit it) less of the CPU than the display thread.
+
+    The display must never miss a frame, a spoken command should land within a second, and the generator can
+    give way for those moments (the display timewarps the last frame meanwhile). Linux gives each thread its own
+    nice value, and raising it needs no privileges. Elsewhere this does nothing.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
 
 def _close(gen: Generator) -> None:
