@@ -1,6 +1,7 @@
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -37,5 +38,9 @@ def jack():
         assert time.monotonic() < deadline, "jackd did not start"
         time.sleep(0.2)
     yield
+    # PortAudio asserts (and aborts the interpreter) if it is still attached to JACK when the server goes away.
+    sd = sys.modules.get("sounddevice")
+    while sd is not None and sd._initialized:
+        sd._terminate()
     proc.terminate()
     proc.wait(10)
