@@ -80,3 +80,34 @@ class WrongShape(Solid):
 
     def generate(self, image: Any, params: Mapping[str, Any]) -> np.ndarray:
         return np.zeros((3, 3), np.uint8)
+
+
+class SlowLoad(Generator):
+    """Takes a second to load (like model weights), then paints blue; tells its loads apart."""
+
+    name = "slow-load"
+    loads_slowly = True
+    loaded = 0
+    closed = 0
+
+    def load(self) -> None:
+        time.sleep(1.0)
+        SlowLoad.loaded += 1
+
+    def generate(self, image: Any, params: Mapping[str, Any]) -> np.ndarray:
+        return np.full((self.height, self.width, 3), (10, 20, 230), np.uint8)
+
+    def close(self) -> None:
+        SlowLoad.closed += 1
+
+
+class NoModel(SlowLoad):
+    """Its weights are not on this machine: loading fails for good."""
+
+    name = "no-model"
+
+    def load(self) -> None:
+        from vj.errors import GeneratorUnusable
+
+        time.sleep(0.2)
+        raise GeneratorUnusable("model 'x/y' is not on this machine")

@@ -106,6 +106,68 @@ def test_a_generator_that_cannot_load_falls_back():
     assert len(frames) >= 3
 
 
+def is_blue(frame) -> bool:
+    return bool(frame.image[..., 2].mean() > 200 and frame.image[..., 0].mean() < 30)
+
+
+def test_a_slow_loading_generator_has_a_stand_in_until_it_is_ready():
+    w = GeneratorWorker(build(gens.SlowLoad), SIZE, name="slow-load", fallback=base.factory("sketch", SIZE))
+    seen: list[tuple[str | None, str]] = []
+
+    def until(frames):
+        seen.append((w.stats.stand_in, w.stats.state))
+        return len(frames) >= 2 and is_blue(frames[-1]) and is_blue(frames[-2])
+
+    frames = drive(w, until, timeout=15)
+    first_blue = next(i for i, f in enumerate(frames) if is_blue(f))
+    assert first_blue >= 1, "the stand-in dreamt while the generator loaded"
+    assert not any(is_blue(f) for f in frames[:first_blue]) and all(is_blue(f) for f in frames[first_blue:])
+    assert ("sketch", "loading") in seen
+    assert w.stats.stand_in is None and w.stats.state == "running" and w.stats.fallback is None
+    assert w.stats.generated_by["sketch"] == first_blue and w.stats.generated_by["slow-load"] >= 2
+    assert w.stats.load_s is not None and w.stats.load_s >= 1.0
+    assert w.stats.errors == 0
+
+
+def test_a_model_that_is_not_there_falls_back_at_once():
+    w = GeneratorWorker(build(gens.NoModel), SIZE, name="no-model", fallback=base.factory("sketch", SIZE))
+    frames = drive(w, lambda f: w.stats.fallback is not None and len(f) >= 5, timeout=15)
+    assert w.stats.fallback == "sketch" and w.stats.stand_in is None
+    assert w.stats.errors == 1, "a missing model is not retried"
+    assert "not on this machine" in (w.stats.last_error or "")
+    assert len(frames) >= 5 and not any(is_blue(f) for f in frames)
+
+
+def test_switching_away_while_loading_abandons_the_load():
+    gens.SlowLoad.loaded = gens.SlowLoad.closed = 0
+    w = GeneratorWorker(build(gens.SlowLoad), SIZE, name="slow-load", fallback=base.factory("sketch", SIZE))
+    w.start()
+    try:
+        deadline = time.monotonic() + 5
+        while w.stats.stand_in is None and time.monotonic() < deadline:
+            w.submit(job())
+            time.sleep(0.01)
+        assert w.stats.stand_in == "sketch"
+        w.switch(build(gens.Solid), "solid")
+        deadline = time.monotonic() + 5
+        while gens.SlowLoad.loaded == 0 and time.monotonic() < deadline:
+            w.submit(job())
+            w.poll()
+            time.sleep(0.01)
+        time.sleep(0.1)
+        assert w.stats.name == "solid" and w.stats.stand_in is None
+        assert gens.SlowLoad.closed == 1, "the generator loaded for nobody was closed"
+        frame = None
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (frame is None or is_blue(frame)):
+            w.submit(job())
+            frame = w.poll() or frame
+            time.sleep(0.01)
+        assert not is_blue(frame)
+    finally:
+        w.stop()
+
+
 def test_frames_of_the_wrong_shape_are_errors_not_crashes():
     w = GeneratorWorker(build(gens.WrongShape), SIZE, name="wrong", max_failures=100)
     frames = drive(w, lambda f: w.stats.errors >= 2)

@@ -34,7 +34,13 @@ class UnknownParam(ParamError):
 
 
 class GeneratorError(VjError):
-    pass
+    permanent = False  # True: trying again cannot help (a missing model); fall back at once
+
+
+class GeneratorUnusable(GeneratorError):
+    """The generator cannot run on this machine as configured (no model, no such device): no retries."""
+
+    permanent = True
 
 
 class DeviceError(VjError):

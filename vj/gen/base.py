@@ -30,6 +30,8 @@ class Generator:
     name = "generator"
     # How long one generate() may run before the worker gives up on it as hung and starts a fresh one.
     frame_timeout = 10.0
+    # Loading takes long (model weights): the worker keeps a stand-in dreaming meanwhile.
+    loads_slowly = False
 
     def __init__(self, size: tuple[int, int] = (512, 512), **options: Any) -> None:
         if options:
@@ -101,6 +103,7 @@ def factory(name: str, size: tuple[int, int], **options: Any) -> GeneratorFactor
         return gen
 
     build.__name__ = f"build_{getattr(cls, 'name', name)}"
+    build.slow = bool(getattr(cls, "loads_slowly", False))  # type: ignore[attr-defined]
     return build
 
 

@@ -86,6 +86,9 @@ class Frame:
     latent: Any = None  # the generator's latent for this frame, when it has one
 
 
+STAND_IN_INTERVAL = 1 / 12  # seconds between stand-in frames while a generator loads
+
+
 @dataclass
 class WorkerStats:
     name: str
@@ -97,6 +100,15 @@ class WorkerStats:
     last_error: str | None = None
     fps: float = 0.0
     state: str = "starting"  # starting, loading, running, failed
+    stand_in: str | None = None  # what dreams while the generator loads
+    generated_by: dict[str, int] = field(default_factory=dict)  # frames per generator that made them
+    load_s: float | None = None  # how long the last load on a helper thread took
+
+    @property
+    def producing(self) -> str:
+        """The name of the generator whose frames come out now."""
+        return self.stand_in or self.fallback or self.name
+
     error_kinds: dict[str, int] = field(default_factory=dict)
 
 
@@ -132,6 +144,8 @@ class GeneratorWorker:
         self._failures = 0  # in a row, since the last good frame
         self._last_done = 0.0
         self._spark_seen = 0
+        self._loader: _Loader | None = None
+        self._stand_in = False  # the generator running is the fallback, dreaming while the real one loads
         self._switch: tuple[GeneratorFactory, str] | None = None
         self._bloom: Bloom | None = None
         self._small: np.ndarray | None = None  # the last frame's vitals-size luminance
@@ -199,17 +213,56 @@ class GeneratorWorker:
         self._failures += 1
         return self._failures
 
-    def _create(self, epoch: int) -> Generator | None:
-        if self._failures >= self._max_failures and self._fallback is not None and self.stats.fallback is None:
-            log.error("generator %s keeps failing; falling back to %s", self.stats.name, self._fallback_name)
+    def _fall_back(self, why: str) -> None:
+        if self._fallback is not None and self.stats.fallback is None:
+            log.error("generator %s %s; falling back to %s", self.stats.name, why, self._fallback_name)
             self._build, self.stats.fallback = self._fallback, self._fallback_name
+
+    def _create(self, epoch: int) -> Generator | None:
+        if self._failures >= self._max_failures:
+            self._fall_back("keeps failing")
         self.stats.state = "loading"
-        gen = self._build()
+        if getattr(self._build, "slow", False) and self._fallback is not None and self.stats.fallback is None:
+            # Weights take a while: load them on a helper thread and keep the stand-in dreaming meanwhile.
+            self._loader = _Loader(self._build)
+            gen = self._fallback()
+            self._stand_in, self.stats.stand_in = True, self._fallback_name
+        else:
+            gen = self._build()
         self._timeout = float(getattr(gen, "frame_timeout", 10.0))
         if not self._current(epoch):
             gen.close()
             return None
+        if not self._stand_in:
+            self.stats.state = "running"
+        return gen
+
+    def _arrived(self, stand_in: Generator) -> Generator:
+        """The generator the loader was building, if it is ready: it takes over from the stand-in."""
+        loader = self._loader
+        if loader is None or not loader.done.is_set():
+            return stand_in
+        self._loader = None
+        if loader.error is not None:
+            e = loader.error
+            self._fail(f"{type(e).__name__}: {e}")
+            if getattr(e, "permanent", False) or self._failures >= self._max_failures:
+                self._fall_back(f"cannot load ({e})" if getattr(e, "permanent", False) else "keeps failing")
+                self._stand_in, self.stats.stand_in = False, None
+                self.stats.state = "running"
+                return stand_in  # the stand-in stays: it is the fallback now
+            self._loader = _Loader(self._build)  # try again, still dreaming on the stand-in
+            return stand_in
+        gen = loader.result
+        assert gen is not None
+        self.stats.load_s = time.monotonic() - loader.started
+        if self._prev is not None:
+            self._prev = gen.adopt(stand_in.to_display(self._prev))
+        _close(stand_in)
+        self._stand_in, self.stats.stand_in = False, None
+        self._timeout = float(getattr(gen, "frame_timeout", 10.0))
         self.stats.state = "running"
+        log.info("generator %s loaded: it takes over", self.stats.name)
         return gen
 
     def _run(self, epoch: int) -> None:
@@ -225,13 +278,18 @@ class GeneratorWorker:
                 if job.params.get("freeze"):
                     time.sleep(0.02)
                     continue
-                wait = last_start + self._min_interval - time.monotonic()
+                # a stand-in leaves most of the machine to the load: a few frames a second stay smooth on screen
+                interval = max(self._min_interval, STAND_IN_INTERVAL) if self._stand_in else self._min_interval
+                wait = last_start + interval - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
                 last_start = time.monotonic()
                 if self._switch is not None:
                     self._build, self.stats.name = self._switch
                     self._switch, self.stats.fallback, self._failures = None, None, 0
+                    if self._loader is not None:
+                        self._loader.abandon()  # a load in progress is no longer wanted
+                    self._loader, self._stand_in, self.stats.stand_in = None, False, None
                     if gen is not None:
                         self._prev = gen.to_display(self._prev) if self._prev is not None else None
                         _close(gen)
@@ -247,6 +305,8 @@ class GeneratorWorker:
                             return
                         if self._prev is not None:
                             self._prev = gen.adopt(self._prev)
+                    if self._stand_in:
+                        gen = self._arrived(gen)
                     with self._lock:
                         self._busy_since = time.monotonic()
                     prev, prev_cam = self._prev, self._prev_camera
@@ -273,6 +333,8 @@ class GeneratorWorker:
                         return
                     failures = self._fail(f"{type(e).__name__}: {e}")
                     self.stats.state = "failed"
+                    if getattr(e, "permanent", False):
+                        self._fall_back(f"cannot run ({e})")
                     if gen is not None:
                         _close(gen)
                         gen = None
@@ -283,6 +345,7 @@ class GeneratorWorker:
                 self._index += 1
                 stats = self.stats
                 stats.generated += 1
+                stats.generated_by[stats.producing] = stats.generated_by.get(stats.producing, 0) + 1
                 now = time.monotonic()
                 bloom = self._bloom.progress if self._bloom is not None else None
                 if self._bloom is not None and self._bloom.done:
@@ -314,6 +377,47 @@ class GeneratorWorker:
         if self._bloom is not None:
             x = self._bloom.apply(x, job.camera, gen)
         return x
+
+
+LOADER_THREAD = "vj-gen-load"
+
+
+def loading() -> bool:
+    """Whether a generator is still loading on a helper thread (which nothing can interrupt)."""
+    return any(t.name == LOADER_THREAD and t.is_alive() for t in threading.enumerate())
+
+
+class _Loader:
+    """Builds (and loads) a generator on its own thread."""
+
+    def __init__(self, build: GeneratorFactory) -> None:
+        self.done = threading.Event()
+        self.result: Generator | None = None
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self.started = time.monotonic()
+        threading.Thread(target=self._run, args=(build,), name=LOADER_THREAD, daemon=True).start()
+
+    def _run(self, build: GeneratorFactory) -> None:
+        lower_priority(BACKGROUND_NICE)
+        try:
+            result = build()
+        except Exception as e:  # noqa: BLE001 - reported by the worker, which decides what to do
+            self.error = e
+            result = None
+        with self._lock:
+            self.result = result
+            self.done.set()
+            if self._abandoned and result is not None:
+                _close(result)  # nobody will take it: free its memory now
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned = True
+            if self.result is not None:
+                _close(self.result)
+                self.result = None
 
 
 def _background() -> None:
