@@ -12,13 +12,13 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "SDL_VIDEODRIVER": "dummy", "PYTHONPATH": str(ROOT)}
 
 
-def vj(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def vj(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "vj", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=ENV,
+        env={**ENV, **(env or {})},
         cwd=ROOT,
         check=False,
     )

@@ -89,6 +89,29 @@ def test_a_generator_that_never_loads_falls_back_to_sketch():
     assert report["generated"] >= 1
 
 
+def test_the_hud_says_a_model_is_loading_and_what_dreams_meanwhile():
+    s = show("tests.gens:SlowLoad", seconds=2.5)
+    lines: dict[str, list[str]] = {}
+    s.on_frame.append(at_frame(20, lambda s: lines.setdefault("loading", s._hud_lines(0.0))))
+    s.on_frame.append(lambda s: s.frames > 20 and s.worker.stats.stand_in is None and lines.setdefault(
+        "loaded", s._hud_lines(0.0)))  # fmt: skip
+    report = s.run()
+    assert "tests.gens:SlowLoad loading, sketch" in lines["loading"][0]
+    assert "tests.gens:SlowLoad" in lines["loaded"][0] and "loading" not in lines["loaded"][0]
+    g = report["generator"]
+    assert g["state"] == "running" and g["generated_by"]["sketch"] >= 1
+    assert g["generated_by"]["tests.gens:SlowLoad"] >= 1
+
+
+def test_a_model_that_cannot_load_is_named_on_the_hud():
+    s = show("tests.gens:NoModel", seconds=1.5)
+    lines: list[str] = []
+    s.on_frame.append(lambda s: s.worker.stats.fallback and not lines and lines.extend(s._hud_lines(0.0)))
+    s.run()
+    failed = [line for line in lines if "TESTS.GENS:NOMODEL FAILED, showing sketch: " in line]
+    assert failed and "not on this machine" in failed[0]
+
+
 def test_events_from_other_threads_reach_the_params():
     s = show(frames=20)
     s.on_frame.append(at_frame(3, lambda s: threading.Thread(target=s.bus.post, args=("osc", "zoom", 0.5)).start()))

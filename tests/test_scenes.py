@@ -54,6 +54,7 @@ def test_the_shipped_scenes_load_and_list_in_file_order():
         ('prompts = ["a", "b"]\ncycle = 10\nblend = 0.5\n', "blend: cycle and blend are set"),
         ("transition = 500\n", "bad.toml: transition: 500 is out of range (use 0..60)"),
         ('generator = "dalle"\n', "bad.toml: generator.name: unknown generator 'dalle'"),
+        ('generator = { name = "lcm", stepz = 2 }\n', "bad.toml: generator.stepz: 'lcm' has no option 'stepz'"),
         ('[[layers]]\nkind = "video"\nsource = "missing.mp4"\n', "bad.toml: layers[0].source: no such file"),
         (
             '[[mapping.midi.cc]]\nchannel = 1\ncontrol = 7\ntarget = "zom"\n',
@@ -266,6 +267,27 @@ def test_a_scene_can_change_the_generator_and_the_layers(tmp_path):
     assert report["generator"]["restarts"] == 0, "a switch is not a restart"
     assert s.worker.stats.name == "sketch", "a scene without a generator goes back to the show's own"
     assert report["params"]["layer1_opacity"] == 0.7
+
+
+def test_a_scene_refines_the_command_line_s_generator_options(tmp_path):
+    write(tmp_path, "01.toml", 'name = "Two steps"\ngenerator = { name = "tests.gens:Solid", steps = 2 }\n')
+    write(tmp_path, "02.toml", 'name = "Other"\ngenerator = "decay"\n')
+    s = show(tmp_path, frames=80, generator="tests.gens:Solid", generator_options={"model": "m", "steps": 4})
+    seen = {}
+
+    def watch(s: Show) -> None:
+        if s.frames == 5:
+            s.bus.post("osc", "scene", 1)
+        if s.frames == 30:
+            seen["one"] = s._generator_now
+            s.bus.post("osc", "scene", 2)
+        if s.frames == 60:
+            seen["two"] = s._generator_now
+
+    s.on_frame.append(watch)
+    s.run()
+    assert seen["one"] == ("tests.gens:Solid", {"model": "m", "steps": 2}), "the model stays, the scene's steps win"
+    assert seen["two"] == ("decay", {}), "another generator does not take the model options"
 
 
 def test_a_scene_lays_its_mapping_over_the_show_s(tmp_path):

@@ -1,35 +1,10 @@
-"""Tiny random models built from configs, so the real loading and inference code runs without any download.
-
-The tokenizer is a byte-level BPE with no merges: every character is a token. That is all a random model needs.
-"""
+"""Tiny random models built from configs, so the real loading and inference code runs without any download."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-
-def byte_chars() -> list[str]:
-    """The 256 printable stand-ins GPT-2 and CLIP use for bytes."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars, extra = [], 0
-    for b in range(256):
-        if b in keep:
-            chars.append(chr(b))
-        else:
-            chars.append(chr(256 + extra))
-            extra += 1
-    return chars
-
-
-def tiny_tokenizer():  # type: ignore[no-untyped-def]
-    from transformers import CLIPTokenizer
-
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in byte_chars():
-        vocab.setdefault(c, len(vocab))
-    for c in byte_chars():
-        vocab.setdefault(c + "</w>", len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=[])
+from vj.gen.random_models import byte_tokenizer, save_random
 
 
 def tiny_clip(folder: Path, seed: int = 0) -> Path:
@@ -37,7 +12,7 @@ def tiny_clip(folder: Path, seed: int = 0) -> Path:
     import torch
     from transformers import CLIPConfig, CLIPModel
 
-    tok = tiny_tokenizer()
+    tok = byte_tokenizer()
     text = dict(
         vocab_size=len(tok),
         hidden_size=32,
@@ -56,3 +31,106 @@ def tiny_clip(folder: Path, seed: int = 0) -> Path:
     CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def tiny_lcm(folder: Path) -> Path:
+    """A random LCM pipeline with the Stable Diffusion 1.x layout and tiny widths, as a diffusers folder."""
+    return save_random("tiny", folder)
+
+
+# -- the same model as one original-layout checkpoint (what a .safetensors from a model site holds) -------------------
+# The key mapping of the diffusers project's scripts/convert_diffusers_to_original_stable_diffusion.py, for the
+# SD 1.x block layout (4 blocks, 2 layers each) that the tiny model shares.
+def _unet_map() -> list[tuple[str, str]]:
+    layer: list[tuple[str, str]] = []
+    for i in range(4):
+        for j in range(2):
+            layer.append((f"input_blocks.{3 * i + j + 1}.0.", f"down_blocks.{i}.resnets.{j}."))
+            if i < 3:
+                layer.append((f"input_blocks.{3 * i + j + 1}.1.", f"down_blocks.{i}.attentions.{j}."))
+        for j in range(3):
+            layer.append((f"output_blocks.{3 * i + j}.0.", f"up_blocks.{i}.resnets.{j}."))
+            if i > 0:
+                layer.append((f"output_blocks.{3 * i + j}.1.", f"up_blocks.{i}.attentions.{j}."))
+        if i < 3:
+            layer.append((f"input_blocks.{3 * (i + 1)}.0.op.", f"down_blocks.{i}.downsamplers.0.conv."))
+            layer.append((f"output_blocks.{3 * i + 2}.{1 if i == 0 else 2}.", f"up_blocks.{i}.upsamplers.0."))
+    layer.append(("middle_block.1.", "mid_block.attentions.0."))
+    for j in range(2):
+        layer.append((f"middle_block.{2 * j}.", f"mid_block.resnets.{j}."))
+    return layer
+
+
+_UNET_TOP = [
+    ("time_embed.0.weight", "time_embedding.linear_1.weight"),
+    ("time_embed.0.bias", "time_embedding.linear_1.bias"),
+    ("time_embed.2.weight", "time_embedding.linear_2.weight"),
+    ("time_embed.2.bias", "time_embedding.linear_2.bias"),
+    ("input_blocks.0.0.weight", "conv_in.weight"),
+    ("input_blocks.0.0.bias", "conv_in.bias"),
+    ("out.0.weight", "conv_norm_out.weight"),
+    ("out.0.bias", "conv_norm_out.bias"),
+    ("out.2.weight", "conv_out.weight"),
+    ("out.2.bias", "conv_out.bias"),
+]
+_RESNET = [
+    ("in_layers.0", "norm1"),
+    ("in_layers.2", "conv1"),
+    ("out_layers.0", "norm2"),
+    ("out_layers.3", "conv2"),
+    ("emb_layers.1", "time_emb_proj"),
+    ("skip_connection", "conv_shortcut"),
+]
+
+
+def _vae_map() -> list[tuple[str, str]]:
+    m = [("nin_shortcut", "conv_shortcut"), ("norm_out", "conv_norm_out"), ("mid.attn_1.", "mid_block.attentions.0.")]
+    for i in range(4):
+        for j in range(2):
+            m.append((f"encoder.down.{i}.block.{j}.", f"encoder.down_blocks.{i}.resnets.{j}."))
+        if i < 3:
+            m.append((f"down.{i}.downsample.", f"down_blocks.{i}.downsamplers.0."))
+            m.append((f"up.{3 - i}.upsample.", f"up_blocks.{i}.upsamplers.0."))
+        for j in range(3):
+            m.append((f"decoder.up.{3 - i}.block.{j}.", f"decoder.up_blocks.{i}.resnets.{j}."))
+    for i in range(2):
+        m.append((f"mid.block_{i + 1}.", f"mid_block.resnets.{i}."))
+    return m
+
+
+_VAE_ATTN = [("norm.", "group_norm."), ("q.", "to_q."), ("k.", "to_k."), ("v.", "to_v."), ("proj_out.", "to_out.0.")]
+
+
+def original_checkpoint(folder: Path, path: Path) -> Path:
+    """The diffusers folder ``folder`` as a single original-layout ``.safetensors`` at ``path``."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModel
+
+    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet").state_dict()
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae").state_dict()
+    text = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder").state_dict()
+    out = {}
+    top = {hf: sd for sd, hf in _UNET_TOP}
+    for k, v in unet.items():
+        name = top.get(k, k)
+        if "resnets" in k:
+            for sd, hf in _RESNET:
+                name = name.replace(hf, sd)
+        for sd, hf in _unet_map():
+            name = name.replace(hf, sd)
+        out["model.diffusion_model." + name] = v
+    for k, v in vae.items():
+        name = k
+        for sd, hf in _vae_map():
+            name = name.replace(hf, sd)
+        if "attentions" in k:
+            for sd, hf in _VAE_ATTN:
+                name = name.replace(hf, sd)
+        # linear -> 1x1 convolution, as the original autoencoder stores attention
+        out["first_stage_model." + name] = v[:, :, None, None] if "attentions" in k and v.ndim == 2 else v
+    for k, v in text.items():
+        # newer transformers flatten CLIPTextModel; original checkpoints keep the ``text_model.`` level
+        out["cond_stage_model.transformer." + (k if k.startswith("text_model.") else "text_model." + k)] = v
+    save_file({k: v.contiguous() for k, v in out.items()}, str(path))
+    return path

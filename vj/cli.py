@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -55,7 +56,9 @@ def _add_run(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     g = p.add_argument_group("picture")
-    g.add_argument("--generator", default="sketch", metavar="NAME", help=f"{gens}; or package.module:Class")
+    g.add_argument(
+        "--generator", metavar="NAME", help=f"{gens}; or package.module:Class (default: sketch, or lcm with --model)"
+    )
     g.add_argument("--prompt", help="what to dream of (default: the prompt in the parameter table)")
     g.add_argument("--seed", type=int, help="random seed of the dream")
     g.add_argument("--gen-size", type=_size, default=(512, 512), metavar="WxH", help="generator resolution (512x512)")
@@ -70,6 +73,7 @@ def _add_run(sub: Any) -> None:
             "difference. E.g. video=clip.mp4,mode=screen,into=loop  or  brush,mode=add",
         ),
     )
+    _add_model_options(p.add_argument_group("model (the lcm generator)"))
     w = p.add_argument_group("window")
     w.add_argument("--fullscreen", action="store_true", help="full screen (F toggles)")
     w.add_argument("--display", type=int, default=0, metavar="N", help="which display/projector, from 0")
@@ -130,6 +134,28 @@ def _add_run(sub: Any) -> None:
     p.set_defaults(func=cmd_run)
 
 
+def _add_model_options(m: Any) -> None:
+    m.add_argument(
+        "--model",
+        metavar="ID|DIR|FILE",
+        help="a Hugging Face id already downloaded (vj model fetch), a diffusers folder, or one SD 1.x .safetensors "
+        "checkpoint (default: SimianLuo/LCM_Dreamshaper_v7)",
+    )
+    m.add_argument("--model-config", metavar="ID|DIR", help="where a single .safetensors file takes its configs from")
+    m.add_argument("--steps", type=int, choices=range(1, 9), metavar="1..8", help="denoising steps a frame (4)")
+    m.add_argument("--guidance", type=float, metavar="W", help="LCM guidance scale (8)")
+    m.add_argument("--device", metavar="auto|cuda|mps|cpu", help="where the model runs (auto: the GPU if any)")
+    m.add_argument("--dtype", choices=("auto", "float16", "bfloat16", "float32"), help="auto: float16 on a GPU")
+    m.add_argument(
+        "--tiny-vae",
+        nargs="?",
+        const="madebyollin/taesd",
+        metavar="ID|DIR",
+        help="a tiny autoencoder for much cheaper encode/decode (default when given alone: madebyollin/taesd)",
+    )
+    m.add_argument("--compile", action="store_true", help="torch.compile the UNet (slow start, faster frames)")
+
+
 def _host_port(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -157,6 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     layers = [parse_layer_option(text) for text in args.layer]
     mapping = load_mapping(args.mapping) if args.mapping else default_mapping()
     scenes, scenes_dir, start = _scenes(args)
+    generator, generator_options = _generator(args)
     config = ShowConfig(
         size=args.size,
         gen_size=args.gen_size,
@@ -167,7 +194,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         fit=args.fit,
         seconds=args.seconds,
         frames=args.frames,
-        generator=args.generator,
+        generator=generator,
+        generator_options=generator_options,
         hud=not args.no_hud,
         params=params,
         layers=layers,
@@ -189,6 +217,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = show.run()
     _write_report(report, args.report)
     return 0
+
+
+_MODEL_OPTIONS = ("model", "model_config", "steps", "guidance", "device", "dtype", "tiny_vae", "compile")
+
+
+def _generator(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The generator's name and options: the model options belong to lcm (and give it, if no other is named)."""
+    options = {key: getattr(args, key) for key in _MODEL_OPTIONS if getattr(args, key) not in (None, False)}
+    name = args.generator or ("lcm" if options else "sketch")
+    if options and name != "lcm":
+        flags = ", ".join("--" + k.replace("_", "-") for k in options)
+        raise ConfigError(f"{flags}: model options are for the lcm generator, not '{name}'", fix="--generator lcm")
+    return name, options
 
 
 def _scenes(args: argparse.Namespace) -> tuple[list[Any], Any, Any]:
@@ -415,8 +456,9 @@ def cmd_dream(args: argparse.Namespace) -> int:
 
     seconds = args.seconds if args.seconds is not None else args.minutes * 60
     folder = _dreams_folder(args.dreams)
+    generator, options = _generator(args)
     print(
-        f"dreaming '{args.prompt}' for {seconds:g} s with {args.generator} at {args.gen_size[0]}x{args.gen_size[1]},"
+        f"dreaming '{args.prompt}' for {seconds:g} s with {generator} at {args.gen_size[0]}x{args.gen_size[1]},"
         f" strategy {args.strategy}; keeping the best {args.keep} in {folder}"
     )
     result = explore(
@@ -424,7 +466,8 @@ def cmd_dream(args: argparse.Namespace) -> int:
         seconds,
         args.strategy,
         folder,
-        generator=args.generator,
+        generator=generator,
+        generator_options=options,
         size=args.gen_size,
         frames=args.frames,
         keep=args.keep,
@@ -535,13 +578,14 @@ def _add_scene_and_dream_commands(sub: Any) -> None:
     span.add_argument("--minutes", type=_positive(float), default=5.0, help="how long to explore (5)")
     span.add_argument("--seconds", type=_positive(float), help="or in seconds")
     dm.add_argument("--strategy", choices=STRATEGIES, default="evolve", help="how to choose the next dream (evolve)")
-    dm.add_argument("--generator", default="sketch", metavar="NAME", help="generator to dream with (sketch)")
+    dm.add_argument("--generator", metavar="NAME", help="generator to dream with (sketch, or lcm with --model)")
     dm.add_argument("--gen-size", type=_size, default=(256, 256), metavar="WxH", help="resolution (256x256)")
     dm.add_argument("--frames", type=_positive(int), default=24, help="feedback frames per dream (24)")
     dm.add_argument("--keep", type=_positive(int), default=50, metavar="K", help="best dreams kept (50)")
     dm.add_argument("--seed", type=int, help="random seed of the exploration, for a repeatable session")
     dm.add_argument("--dreams", metavar="DIR", help="dream store folder (default: ~/.local/share/vj/dreams)")
     dm.add_argument("--clip", metavar="MODEL", help="score with a CLIP model too (Hugging Face id or folder)")
+    _add_model_options(dm.add_argument_group("model (the lcm generator; as for vj run)"))
     dm.set_defaults(func=cmd_dream)
 
     sc = sub.add_parser("scenes", help="list and check scenes").add_subparsers(dest="what", required=True)
@@ -571,6 +615,61 @@ def _add_scene_and_dream_commands(sub: Any) -> None:
         q.add_argument("--dreams", metavar="DIR", help="dream store folder (default: ~/.local/share/vj/dreams)")
 
 
+def _add_model_commands(sub: Any) -> None:
+    from vj.gen.models import DEFAULT_MODEL, TINY_VAE
+    from vj.gen.random_models import ARCHS
+
+    mo = sub.add_parser("model", help="models for the lcm generator: fetch one, or build a random one").add_subparsers(
+        dest="what", required=True
+    )
+    fe = mo.add_parser(
+        "fetch",
+        help="download a model into the Hugging Face cache (once, while online)",
+        description="Download a diffusers model (and optionally the tiny autoencoder) into the Hugging Face cache "
+        "($HF_HOME, usually ~/.cache/huggingface). The show itself never downloads: --model ID finds it there.",
+    )
+    fe.add_argument("model", nargs="?", default=DEFAULT_MODEL, metavar="ID", help=f"Hugging Face id ({DEFAULT_MODEL})")
+    fe.add_argument(
+        "--tiny-vae", nargs="?", const=TINY_VAE, metavar="ID", help=f"also the tiny autoencoder ({TINY_VAE})"
+    )
+    fe.set_defaults(func=cmd_model_fetch)
+    ra = mo.add_parser(
+        "random",
+        help="save an LCM model with random weights (real architecture, noise pictures): for timing, no download",
+    )
+    ra.add_argument("--arch", choices=ARCHS, default="sd15", help="sd15: Stable Diffusion 1.5 sizes (default)")
+    ra.add_argument("--out", required=True, metavar="DIR", help="where to save the diffusers folder")
+    ra.add_argument("--seed", type=int, default=0)
+    ra.set_defaults(func=cmd_model_random)
+
+
+def cmd_model_fetch(args: argparse.Namespace) -> int:
+    from vj.gen.models import fetch
+
+    for model in [args.model] + ([args.tiny_vae] if args.tiny_vae else []):
+        print(f"fetching {model} ...", file=sys.stderr)
+        print(f"{model}\t{fetch(model)}")
+    print(
+        f"ready: vj run --model {args.model}" + (f" --tiny-vae {args.tiny_vae}" if args.tiny_vae else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_model_random(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vj.gen.models import require_packages
+    from vj.gen.random_models import save_random
+
+    require_packages()
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError("the folder is not empty", file=str(out), fix="name a new folder")
+    print(save_random(args.arch, out, args.seed))
+    return 0
+
+
 def _write_report(report: dict[str, Any], target: str | None) -> None:
     if not target:
         return
@@ -598,6 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_control_commands(sub)
     _add_scene_and_dream_commands(sub)
     _add_voice_commands(sub)
+    _add_model_commands(sub)
     return parser
 
 
@@ -607,10 +707,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(2, args.verbose)]
     logging.basicConfig(level=level, format="vj: %(message)s" if level > logging.DEBUG else "%(name)s: %(message)s")
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except VjError as e:
         print(f"vj: {e}", file=sys.stderr)
         return 2
+    worker = sys.modules.get("vj.gen.worker")
+    if worker is not None and worker.loading():
+        # Quit while a model loads: the load cannot be interrupted, and tearing the interpreter down under it
+        # aborts inside the native code. Everything else is closed and written: leave now.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -175,7 +175,24 @@ def _generator(file: str, value: Any) -> tuple[str | None, dict[str, Any]]:
     name = value["name"]
     if name not in GENERATORS and ":" not in name:
         raise _fail(file, "generator.name", f"unknown generator '{name}'", f"choose {', '.join(GENERATORS)}")
-    return name, {k: v for k, v in value.items() if k != "name"}
+    options = {k: v for k, v in value.items() if k != "name"}
+    if options:
+        import inspect
+
+        from vj.gen.base import find
+
+        try:
+            accepted = inspect.signature(find(name).__init__).parameters
+        except Exception as e:  # noqa: BLE001 - a custom generator that cannot even be imported
+            raise _fail(file, "generator.name", f"cannot load generator '{name}': {e}") from None
+        if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+            known = [k for k in accepted if k not in ("self", "size")]
+            for key in options:
+                if key not in known:
+                    raise _fail(
+                        file, f"generator.{key}", f"'{name}' has no option '{key}'", f"choose {', '.join(known)}"
+                    )
+    return name, options
 
 
 def _params(file: str, table: Any) -> dict[str, Any]:

@@ -110,8 +110,8 @@ def cross(a: Genome, b: Genome, rng: random.Random) -> Genome:
 class Renderer:
     """Dreams a genome into one picture with a generator, reused from one dream to the next."""
 
-    def __init__(self, generator: str, size: tuple[int, int], frames: int, base_prompt: str) -> None:
-        self.gen = base.factory(generator, size)()
+    def __init__(self, generator: str, size: tuple[int, int], frames: int, base_prompt: str, **options: Any) -> None:
+        self.gen = base.factory(generator, size, **options)()
         self.generator, self.frames, self.base_prompt = generator, frames, base_prompt
         self.defaults = ParamStore().values()
 
@@ -126,7 +126,7 @@ class Renderer:
             "rotate": g.rotate,
         }
 
-    def render(self, g: Genome) -> tuple[np.ndarray, dict[str, Any]]:
+    def render(self, g: Genome) -> tuple[np.ndarray, dict[str, Any], Any]:
         params = self.params(g)
         frame = self.gen.generate(None, params)
         cam = prev = motion.new_camera()
@@ -134,7 +134,7 @@ class Renderer:
             cam = motion.advance(cam, params, 1 / 15)
             frame = self.gen.generate(self.gen.warp(frame, cam - prev), params)
             prev = cam
-        return self.gen.to_display(frame), params
+        return self.gen.to_display(frame), params, self.gen.latent(frame)
 
     def close(self) -> None:
         self.gen.close()
@@ -160,6 +160,7 @@ def explore(
     folder: Path,
     *,
     generator: str = "sketch",
+    generator_options: dict[str, Any] | None = None,
     size: tuple[int, int] = (256, 256),
     frames: int = 24,
     keep: int = 50,
@@ -172,7 +173,7 @@ def explore(
     rng = random.Random(seed)
     store = DreamStore(folder)
     session = new_session()
-    renderer = Renderer(generator, size, frames, prompt)
+    renderer = Renderer(generator, size, frames, prompt, **(generator_options or {}))
     kept: list[np.ndarray] = []
     centres: list[np.ndarray] = []
     start = time.monotonic()
@@ -183,7 +184,7 @@ def explore(
 
     def evaluate(g: Genome) -> float:
         nonlocal count, best
-        image, params = renderer.render(g)
+        image, params, latent = renderer.render(g)
         count += 1
         feats = features(image)
         clip_score = clip.score(image, str(params["prompt"])) if clip is not None else None
@@ -202,6 +203,7 @@ def explore(
             kept=kept,
             scene="dream session",
             scored=(s, feats),
+            latent=latent,
         )
         best = max(best, s.total)
         return fitness

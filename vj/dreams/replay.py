@@ -3,12 +3,14 @@
 Each dream stays ``seconds`` on screen; during the last quarter of that time it morphs into the next one. The
 morph follows the optical flow between the two pictures (OpenCV's DIS flow, computed once per pair at 256 px):
 both are pushed along the flow toward each other while they crossfade, so shapes travel instead of just
-dissolving. With ``morph = false`` it is a plain crossfade. Generators with latents (lcm) morph by slerping the
-latents instead; see their ``morph`` method.
+dissolving. With ``morph = false`` it is a plain crossfade. When the show runs a model (lcm) and the dreams kept
+its latents, the morph is a walk between the two latents instead (spherical interpolation, decoded by the model's
+own autoencoder): the in-between frames are pictures the model could have made, not a blend of two.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +22,8 @@ import numpy as np
 from vj.engine.mixer import cover
 from vj.errors import GeneratorError
 from vj.gen.base import Generator
+
+log = logging.getLogger(__name__)
 
 FLOW_SIZE = 256
 MORPH_SHARE = 0.25  # of each dream's time spent morphing into the next
@@ -37,11 +41,22 @@ class ReplayGenerator(Generator):
         count: int = 12,
         seconds: float = 6.0,
         morph: bool = True,
+        latents: bool = False,
+        model: str | None = None,
+        model_config: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        tiny_vae: str | None = None,
     ) -> None:
         super().__init__(size)
         self.folder = Path(folder) if folder else None
         self.count, self.seconds, self.morph = count, seconds, morph
+        # with ``latents``: the show's model, for the latent morph
+        self.model = {"model": model, "model_config": model_config, "device": device, "dtype": dtype,
+                      "tiny_vae": tiny_vae} if latents else None  # fmt: skip
         self.images: list[np.ndarray] = []
+        self.latents: list[np.ndarray] = []
+        self.decoder: Any = None
         self.clock = time.monotonic
         self._start: float | None = None
         self._flows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -56,10 +71,24 @@ class ReplayGenerator(Generator):
         try:
             dreams = store.top(self.count)
             self.images = [cover(store.image(d), (self.width, self.height)) for d in dreams]
+            latents = [store.latent(d) for d in dreams] if self.model and self.morph else []
         finally:
             store.close()
         if not self.images:
             raise GeneratorError(f"the dream store in {folder} is empty")
+        shape = (1, 4, self.height // 8, self.width // 8)
+        if latents and all(z is not None and z.shape == shape for z in latents):
+            from vj.gen.lcm import LatentDecoder
+
+            try:
+                self.decoder = LatentDecoder(**self.model)  # type: ignore[arg-type]
+            except GeneratorError as e:  # the pictures are there: morph those instead
+                log.warning("replay: %s; morphing the pictures", e)
+            else:
+                self.latents = [z for z in latents if z is not None]
+                self.frame_timeout = 120.0  # a decode on a CPU takes seconds
+        elif latents:
+            log.info("replay: not every dream has a %s latent; morphing the pictures", "x".join(map(str, shape[2:])))
 
     def position(self) -> tuple[int, float]:
         """(which dream, how far into the morph to the next one, 0..1)."""
@@ -78,6 +107,10 @@ class ReplayGenerator(Generator):
             return a
         b = self.images[(index + 1) % len(self.images)]
         t = t * t * (3 - 2 * t)  # ease in and out
+        if self.decoder is not None:
+            from vj.gen.lcm import slerp
+
+            return self.decoder.decode(slerp(self.latents[index], self.latents[(index + 1) % len(self.latents)], t))
         if not self.morph:
             return cv2.addWeighted(a, 1 - t, b, t, 0)
         ab, ba = self._flow(index, a, b)

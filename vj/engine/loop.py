@@ -42,6 +42,7 @@ from vj.engine.mixer import LayerSpec, Mixer
 from vj.engine.spark import Sparks
 from vj.errors import ConfigError, ParamError
 from vj.gen import base
+from vj.gen.models import DECODER_OPTIONS
 from vj.gen.worker import GeneratorWorker, Job
 from vj.output.stats import Timings
 from vj.params import ParamStore, unknown
@@ -249,8 +250,8 @@ class Show:
                     p.jump("prompt_blend", scene.blend)
             applied += 1
         name, options = scene.generator or self.config.generator, dict(scene.generator_options)
-        if scene.generator is None:
-            options = dict(self.config.generator_options)
+        if name == self.config.generator:
+            options = {**self.config.generator_options, **options}  # the command line's model, refined by the scene
         self._replay_feed = None
         if scene.kind == "replay":
             replay = scene.replay or ReplayOptions()
@@ -259,6 +260,10 @@ class Show:
                 if self.keeper is not None:
                     self.keeper.fetch(replay.count, self.config.gen_size)
             else:
+                now_name, now_options = self._generator_now
+                if now_name != "lcm":
+                    now_name, now_options = self.config.generator, self.config.generator_options
+                model = {k: v for k, v in now_options.items() if k in DECODER_OPTIONS}
                 name = "replay"
                 options = {
                     "folder": self.config.dreams,
@@ -266,6 +271,8 @@ class Show:
                     "seconds": replay.seconds,
                     "morph": replay.morph,
                 }
+                if now_name == "lcm":  # a show on a model morphs its dreams' latents through the model's autoencoder
+                    options.update(latents=True, **model)
         if (name, options) != self._generator_now and self.worker is not None:
             self.worker.switch(base.factory(name, self.config.gen_size, **options), name)
             self._generator_now = (name, options)
@@ -345,7 +352,7 @@ class Show:
             frame.params,
             base_score,
             scene=self._scene_name(),
-            generator=worker.stats.fallback or worker.stats.name,
+            generator=worker.stats.producing,
             latent=frame.latent,
         )
 
@@ -461,7 +468,7 @@ class Show:
                         frame.params,
                         frame.aesthetics.mean,
                         scene=self._scene_name(),
-                        generator=worker.stats.fallback or worker.stats.name,
+                        generator=worker.stats.producing,
                         now=now,
                         latent=frame.latent,
                     )
@@ -505,9 +512,12 @@ class Show:
         recent = self.interval_ms.recent_percentile(50)
         fps = 1000 / recent if recent else 0.0
         stats = w.stats
-        gen = f"{stats.fallback or stats.name} {stats.fps:.1f} fps"
-        if stats.state != "running":
-            gen += f" ({stats.state})"
+        if stats.stand_in:
+            gen = f"{stats.name} loading, {stats.stand_in} {stats.fps:.1f} fps meanwhile"
+        else:
+            gen = f"{stats.fallback or stats.name} {stats.fps:.1f} fps"
+            if stats.state != "running":
+                gen += f" ({stats.state})"
         lines = [
             f"vj {fps:.0f} fps  frame {self.frame_ms.recent_percentile(50):.1f} ms"
             f" (p99 {self.frame_ms.recent_percentile(99):.1f})   {gen}   errors {stats.errors}"
@@ -523,6 +533,8 @@ class Show:
             lines.append(f"scene {d.number}/{len(d.scenes)}: {d.active.name}")
         for error in list(d.errors.values())[:2]:
             lines.append(f"SCENE NOT RELOADED: {error}"[:140])
+        if stats.fallback and stats.last_error:
+            lines.append(f"{stats.name.upper()} FAILED, showing {stats.fallback}: {stats.last_error}"[:160])
         sp = self.sparks
         spark = f"sparks {sp.total} (auto {sp.auto})"
         if sp.blooming:
@@ -565,6 +577,9 @@ class Show:
                 "restarts": stats.restarts if stats else 0,
                 "hangs": stats.hangs if stats else 0,
                 "fallback": stats.fallback if stats else None,
+                "state": stats.state if stats else "starting",
+                "generated_by": dict(stats.generated_by) if stats else {},
+                "load_s": round(stats.load_s, 2) if stats and stats.load_s is not None else None,
                 "last_error": stats.last_error if stats else None,
             },
             "window": {

@@ -5,4 +5,5 @@ GENERATORS: dict[str, tuple[str, str]] = {
     "sketch": ("vj.gen.sketch:SketchGenerator", "procedural dream on the CPU, no model needed (default)"),
     "decay": ("vj.gen.decay:DecayGenerator", "diagnostic: every frame fades toward grey, to watch sparks rescue it"),
     "replay": ("vj.dreams.replay:ReplayGenerator", "the best stored dreams, morphing into each other"),
+    "lcm": ("vj.gen.lcm:LcmGenerator", "Latent Consistency Model img2img (needs a model; see vj model fetch)"),
 }

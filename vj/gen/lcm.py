@@ -1,0 +1,595 @@
+"""The lcm generator: Latent Consistency Model img2img, the real hallucination engine, built for a frame loop.
+
+``--generator lcm --model ID|FOLDER|FILE.safetensors`` (default ``SimianLuo/LCM_Dreamshaper_v7``): a Hugging Face
+id found in the local cache, a diffusers folder, or a single Stable Diffusion 1.x checkpoint (its component
+configs then come from ``--model-config``, default: the default model's, from the cache). Nothing is downloaded
+here; ``vj model fetch`` does that, when asked.
+
+A naive loop calls ``pipe(prompt=..., image=...)`` each frame: it encodes the prompt again, turns tensors into
+PIL images and back, rebuilds the schedule, shows progress bars, runs the safety checker. This engine does
+the same arithmetic and nothing else:
+
+* the prompt's embedding is computed once per prompt and cached; ``prompt_b``/``prompt_blend`` interpolate two
+  embeddings — a fader between prompts that takes effect on the next frame, no stall;
+* the schedule (timesteps, and each step's constants) is prepared once per (steps, strength);
+* frames stay tensors on the device from frame to frame; the motion warp is ``grid_sample`` on the device;
+  the only copy to the host is the one the window needs;
+* no safety checker in the loop (this is a performance tool for a live show: what it shows is what the prompt
+  asks for; keep that in mind for public installations), no progress bars;
+* float16 (or ``--dtype bfloat16``) on CUDA, SDPA attention (PyTorch 2's default in diffusers), an optional
+  tiny autoencoder (``--tiny-vae madebyollin/taesd``) for much cheaper encode/decode, optional ``torch.compile``.
+
+The frame is the decoded image in -1..1 (1 x 3 x H x W); ``latent`` gives the denoised latent behind it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import numpy as np
+
+from vj.engine import motion
+from vj.errors import GeneratorError, GeneratorUnusable
+from vj.gen.base import Generator
+from vj.gen.models import DEFAULT_MODEL, ModelMissing, locate, require_packages
+
+log = logging.getLogger(__name__)
+
+# timesteps; per step (c_skip, c_out, sqrt a_t, sqrt b_t, sqrt a_prev, sqrt b_prev); the first step's noising
+Schedule = tuple[list[int], list[tuple[float, ...]], tuple[float, float]]
+
+
+def pick_device(name: str = "auto") -> Any:
+    import torch
+
+    if name != "auto":
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise GeneratorUnusable(f"unknown device '{name}' (auto, cuda, cuda:1, mps or cpu)") from None
+        usable = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+        if not usable.get(device.type, True):
+            raise GeneratorUnusable(f"device '{name}' is not available on this machine (try --device auto)")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(name: str, device: Any) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+    table = {
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float32": torch.float32,
+        "fp32": torch.float32,
+    }
+    if name not in table:
+        raise GeneratorUnusable(f"unknown dtype '{name}' (float16, bfloat16 or float32)")
+    return table[name]
+
+
+def _place(module: Any, device: Any, dtype: Any) -> Any:
+    """``module`` on ``device`` in ``dtype``, converting only what differs."""
+    if module.dtype != dtype:
+        module = module.to(dtype=dtype)
+    return module.to(device) if module.device != device else module
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _no_grad(fn: F) -> F:
+    """Run without autograd's bookkeeping (grad mode is per thread: the worker's thread is not the loader's)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+@dataclass
+class Parts:
+    """The pipeline's pieces, on their device."""
+
+    text_encoder: Any
+    tokenizer: Any
+    unet: Any
+    vae: Any
+    scheduler: Any
+    scale: float  # latent scaling factor
+    tiny_vae: bool
+
+
+def load_pipeline(model: str, config: str | None, dtype: Any) -> Any:
+    """The LCM img2img pipeline of a diffusers folder, a cached id or a single checkpoint; on the CPU."""
+    from diffusers import LatentConsistencyModelImg2ImgPipeline, UNet2DConditionModel
+
+    kind, path = locate(model)
+    common = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False, "dtype": dtype}
+    try:
+        if kind == "folder":
+            return LatentConsistencyModelImg2ImgPipeline.from_pretrained(path, local_files_only=True, **common)
+        _, config_path = locate(config or DEFAULT_MODEL, "model config")
+        # The original layout has no slot for LCM's guidance embedding: a single file is an SD 1.x model with
+        # LCM distilled (or an LCM-LoRA fused) into it, and takes its guidance from the prompt alone.
+        unet = UNet2DConditionModel.from_single_file(
+            str(path),
+            config=str(config_path),
+            subfolder="unet",
+            time_cond_proj_dim=None,
+            local_files_only=True,
+            dtype=dtype,
+        )
+        return LatentConsistencyModelImg2ImgPipeline.from_single_file(
+            str(path), config=str(config_path), unet=unet, local_files_only=True, **common
+        )
+    except GeneratorError:
+        raise
+    except Exception as e:  # noqa: BLE001 - broken files surface as many kinds of error
+        raise ModelMissing(f"cannot load {model}: {type(e).__name__}: {e}") from None
+
+
+def load_tiny_vae(name: str, dtype: Any) -> Any:
+    from diffusers import AutoencoderTiny
+
+    _, path = locate(name, "tiny autoencoder")
+    try:
+        return AutoencoderTiny.from_pretrained(path, local_files_only=True, dtype=dtype)
+    except Exception as e:  # noqa: BLE001
+        raise ModelMissing(f"cannot load the tiny autoencoder {name}: {type(e).__name__}: {e}") from None
+
+
+def load_vae(model: str, config: str | None, dtype: Any) -> Any:
+    """The model's autoencoder alone (a few hundred MB, not the whole pipeline)."""
+    from diffusers import AutoencoderKL
+
+    kind, path = locate(model)
+    try:
+        if kind == "folder":
+            return AutoencoderKL.from_pretrained(path, subfolder="vae", local_files_only=True, dtype=dtype)
+        _, config_path = locate(config or DEFAULT_MODEL, "model config")
+        return AutoencoderKL.from_single_file(
+            str(path), config=str(config_path), subfolder="vae", local_files_only=True, dtype=dtype
+        )
+    except GeneratorError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise ModelMissing(f"cannot load the autoencoder of {model}: {type(e).__name__}: {e}") from None
+
+
+class LatentDecoder:
+    """Pictures from stored latents with the model's own autoencoder: replay's latent morph."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        model_config: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        tiny_vae: str | None = None,
+    ) -> None:
+        require_packages()
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        if tiny_vae:  # the latents were made through it: decode them the same way
+            self.vae, self.scale = load_tiny_vae(tiny_vae, self.dtype), 1.0
+        else:
+            self.vae = load_vae(model or DEFAULT_MODEL, model_config, self.dtype)
+            self.scale = float(self.vae.config.scaling_factor)
+        self.vae = _place(self.vae, self.device, self.dtype).eval().requires_grad_(False)
+
+    @_no_grad
+    def decode(self, latent: np.ndarray) -> np.ndarray:
+        import torch
+
+        z = torch.from_numpy(np.ascontiguousarray(latent, np.float32)).to(self.device, self.dtype)
+        image = self.vae.decode(z / self.scale, return_dict=False)[0].clamp(-1, 1)
+        return ((image[0].float() + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """Spherical interpolation: the path between two latents that keeps their norm, so the middle of a morph is a
+    picture of the same kind rather than a washed-out average."""
+    fa, fb = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    cos = float(fa @ fb / (np.linalg.norm(fa) * np.linalg.norm(fb) + 1e-12))
+    omega = math.acos(max(-1.0, min(1.0, cos)))
+    if math.sin(omega) < 1e-4:
+        return (1 - t) * a + t * b
+    s = math.sin(omega)
+    return ((math.sin((1 - t) * omega) / s) * a + (math.sin(t * omega) / s) * b).astype(np.float32)
+
+
+def parts_from(pipe: Any, device: Any, dtype: Any, vae: Any = None) -> Parts:
+    """The pieces the engine runs, on ``device`` in ``dtype``; ``vae``: an AutoencoderTiny to use instead."""
+    from diffusers import AutoencoderTiny, LCMScheduler
+
+    scheduler = pipe.scheduler
+    if not isinstance(scheduler, LCMScheduler):
+        scheduler = LCMScheduler.from_config(scheduler.config)
+    vae = vae if vae is not None else pipe.vae
+    tiny = isinstance(vae, AutoencoderTiny)
+    parts = Parts(
+        _place(pipe.text_encoder, device, dtype),
+        pipe.tokenizer,
+        _place(pipe.unet, device, dtype),
+        _place(vae, device, dtype),
+        scheduler,
+        1.0 if tiny else float(vae.config.scaling_factor),
+        tiny,
+    )
+    for module in (parts.text_encoder, parts.unet, parts.vae):
+        module.eval()
+        module.requires_grad_(False)
+    return parts
+
+
+class Timer:
+    """Time spent inside the models (for the benchmark's model_ms); waits for the device when asked to."""
+
+    def __init__(self, device: Any) -> None:
+        self.device, self.ms = device, 0.0
+        self.enabled = False
+
+    def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self.enabled:
+            return fn(*args, **kwargs)
+        self._sync()
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self._sync()
+        self.ms += (time.perf_counter() - t0) * 1000
+        return out
+
+    def _sync(self) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elif self.device.type == "mps":
+            torch.mps.synchronize()
+
+
+class LcmGenerator(Generator):
+    name = "lcm"
+    frame_timeout = 120.0  # a big model on a CPU can take tens of seconds a frame
+    loads_slowly = True  # the worker keeps a stand-in dreaming while this loads
+
+    def __init__(
+        self,
+        size: tuple[int, int] = (512, 512),
+        *,
+        model: str | None = None,
+        model_config: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        steps: int = 4,
+        guidance: float = 8.0,
+        tiny_vae: str | None = None,
+        compile: bool = False,
+        parts: Parts | None = None,
+    ) -> None:
+        super().__init__(size)
+        if self.width % 8 or self.height % 8:
+            raise GeneratorUnusable(f"lcm needs a size divisible by 8, got {self.width}x{self.height}")
+        if not 1 <= steps <= 8:
+            raise GeneratorUnusable(f"lcm steps must be 1..8, got {steps}")
+        self.model, self.model_config = model or DEFAULT_MODEL, model_config
+        self.device_name, self.dtype_name = device, dtype
+        self.steps, self.guidance, self.tiny_vae, self.compile = steps, guidance, tiny_vae, compile
+        self.parts = parts  # given: already loaded (the benchmark shares them with a pipeline)
+        self._embeds: OrderedDict[str, Any] = OrderedDict()
+        self._schedules: dict[tuple[int, int], Schedule] = {}
+        self._frame = 0
+        self._last_latent: Any = None
+        self._rng: Any = None
+        self._timesteps: dict[int, Any] = {}
+        self.loading = ""
+
+    # -- loading -----------------------------------------------------------------------------------------------
+    def load(self) -> None:
+        require_packages()
+        import torch
+
+        if self.parts is None:
+            self.device = pick_device(self.device_name)
+            self.dtype = pick_dtype(self.dtype_name, self.device)
+        else:
+            self.device, self.dtype = self.parts.unet.device, self.parts.unet.dtype
+        bar = _progress(2 if self.parts else 3 + bool(self.tiny_vae), f"loading {self.model}")
+
+        def stage(name: str) -> None:
+            self.loading = name
+            bar.set_postfix_str(name, refresh=False)
+
+        try:
+            if self.parts is None:
+                stage("weights")
+                pipe = load_pipeline(self.model, self.model_config, self.dtype)
+                bar.update(1)
+                vae = None
+                if self.tiny_vae:
+                    stage("tiny autoencoder")
+                    vae = load_tiny_vae(self.tiny_vae, self.dtype)
+                    bar.update(1)
+                stage("to the device")
+                self.parts = parts_from(pipe, self.device, self.dtype, vae)
+                del pipe
+            bar.update(1)
+            self.timer = Timer(self.device)
+            unet = self.parts.unet
+            dim = unet.config.get("time_cond_proj_dim")
+            self._w = _guidance_embedding(self.guidance - 1.0, dim).to(self.device, self.dtype) if dim else None
+            if self.compile:
+                self.parts.unet = torch.compile(unet, mode="reduce-overhead", fullgraph=False)
+            stage("warm-up")  # the first frames pay for kernel selection (and compilation): not on stage
+            grey = torch.zeros(1, 3, self.height, self.width, device=self.device, dtype=self.dtype)
+            for _ in range(3 if self.compile else 1):
+                self.generate(grey, {"prompt": "", "seed": 0, "strength": 0.5})
+            bar.update(1)
+        finally:
+            bar.close()
+            self.loading = ""
+        log.info("lcm ready: %s on %s, %s", self.model, self.device, str(self.dtype).replace("torch.", ""))
+
+    def close(self) -> None:
+        if self.parts is None:
+            return
+        self.parts = None
+        self._embeds.clear()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # -- prompts and schedules, each prepared once -------------------------------------------------------------
+    def embedding(self, prompt: str) -> Any:
+        cached = self._embeds.get(prompt)
+        if cached is not None:
+            self._embeds.move_to_end(prompt)
+            return cached
+        p = self.parts
+        assert p is not None
+        ids = p.tokenizer(
+            [prompt],
+            padding="max_length",
+            max_length=p.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(self.device)
+        emb = self.timer(p.text_encoder, ids)[0].to(self.dtype)
+        self._embeds[prompt] = emb
+        if len(self._embeds) > 32:
+            self._embeds.popitem(last=False)
+        return emb
+
+    def conditioning(self, params: Mapping[str, Any]) -> Any:
+        """The prompt's embedding, blended toward ``prompt_b`` by ``prompt_blend``."""
+        a = self.embedding(str(params.get("prompt", "")))
+        other, t = str(params.get("prompt_b", "") or ""), float(params.get("prompt_blend", 0.0))
+        if not other or t <= 0:
+            return a
+        return a + (self.embedding(other) - a) * min(1.0, t)
+
+    def schedule(self, steps: int, strength: float) -> Schedule:
+        """Timesteps, each step's constants (c_skip, c_out, sqrt a_t, sqrt b_t, sqrt a_prev, sqrt b_prev), and the
+        noising constants for the first timestep. Cached per (steps, strength to 0.01)."""
+        key = (steps, round(strength * 100))
+        cached = self._schedules.get(key)
+        if cached is not None:
+            return cached
+        p = self.parts
+        assert p is not None
+        s = p.scheduler
+        strength = max(key[1] / 100, (steps + 1) / s.config.original_inference_steps)
+        s.set_timesteps(steps, strength=min(1.0, strength))
+        timesteps = [int(t) for t in s.timesteps]
+        ac = s.alphas_cumprod
+        consts: list[tuple[float, ...]] = []
+        for i, t in enumerate(timesteps):
+            prev = timesteps[i + 1] if i + 1 < len(timesteps) else t
+            a_t = float(ac[t])
+            a_prev = float(ac[prev]) if prev >= 0 else float(s.final_alpha_cumprod)
+            c_skip, c_out = s.get_scalings_for_boundary_condition_discrete(t)
+            consts.append(
+                (
+                    float(c_skip),
+                    float(c_out),
+                    math.sqrt(a_t),
+                    math.sqrt(1 - a_t),
+                    math.sqrt(a_prev),
+                    math.sqrt(1 - a_prev),
+                )
+            )
+        a0 = float(ac[timesteps[0]])
+        result = (timesteps, consts, (math.sqrt(a0), math.sqrt(1 - a0)))
+        self._schedules[key] = result
+        return result
+
+    def _timestep(self, t: int) -> Any:
+        """The timestep as a tensor already on the device: no copy from the host per UNet call, and one value
+        that ``torch.compile`` does not specialise (and recompile) on."""
+        tensor = self._timesteps.get(t)
+        if tensor is None:
+            import torch
+
+            tensor = self._timesteps[t] = torch.tensor([t], device=self.device)
+        return tensor
+
+    # -- frames -------------------------------------------------------------------------------------------------
+    def _noise(self, shape: tuple[int, ...], seed: int) -> Any:
+        import torch
+
+        # drawn on the device (no copy from the host), in the memory layout the convolutions prefer
+        if self._rng is None:
+            self._rng = torch.Generator(device=self.device)
+        self._rng.manual_seed((seed * 1_000_003 + self._frame) % 2**63)
+        noise = torch.randn(shape, generator=self._rng, device=self.device, dtype=self.dtype)
+        return noise.contiguous(memory_format=torch.channels_last) if noise.ndim == 4 else noise
+
+    def _denoise(
+        self, latents: Any, cond: Any, steps_consts: tuple[list[int], list[tuple[float, ...]]], seed: int
+    ) -> Any:
+        """The consistency steps: each predicts the clean latent, then (but for the last) noises it again."""
+        p = self.parts
+        assert p is not None
+        timesteps, consts = steps_consts
+        denoised = latents
+        for i, (t, (c_skip, c_out, sa, sb, sa_prev, sb_prev)) in enumerate(zip(timesteps, consts, strict=True)):
+            eps = self.timer(
+                p.unet, latents, self._timestep(t), encoder_hidden_states=cond, timestep_cond=self._w,
+                return_dict=False,
+            )[0]  # fmt: skip
+            x0 = (latents - sb * eps) / sa
+            denoised = c_out * x0 + c_skip * latents
+            if i < len(timesteps) - 1:
+                latents = sa_prev * denoised + sb_prev * self._noise(tuple(latents.shape), seed + i)
+        return denoised
+
+    def _encode(self, image: Any) -> Any:
+        import torch
+
+        p = self.parts
+        assert p is not None
+        # channels-last (NHWC) convolutions are ~10% faster on the CPU (oneDNN) and use the tensor cores' layout
+        # on CUDA; the latents keep the layout through the UNet and the decoder
+        image = image.contiguous(memory_format=torch.channels_last)
+        if p.tiny_vae:
+            return self.timer(p.vae.encode, image).latents * p.scale
+        return self.timer(p.vae.encode, image).latent_dist.mean * p.scale
+
+    def _decode(self, latents: Any) -> Any:
+        p = self.parts
+        assert p is not None
+        return self.timer(p.vae.decode, latents / p.scale, return_dict=False)[0].clamp(-1, 1)
+
+    @staticmethod
+    def denoise_strength(params: Mapping[str, Any]) -> float:
+        """How far each frame is noised before denoising (img2img strength): the ``strength`` parameter, pushed
+        up by ``chaos``; 0.1 at least, so that the dream keeps moving."""
+        strength = 0.1 + 0.55 * float(params.get("strength", 0.45)) + 0.3 * float(params.get("chaos", 0.0))
+        return min(1.0, strength)
+
+    @_no_grad
+    def generate(self, image: Any, params: Mapping[str, Any]) -> Any:
+        if image is None:
+            return self.fresh(params)
+        if isinstance(image, np.ndarray):
+            image = self.adopt(image)
+        self._frame += 1
+        seed = int(params.get("seed", 0))
+        timesteps, consts, (na, nb) = self.schedule(self.steps, self.denoise_strength(params))
+        cond = self.conditioning(params)
+        latents = self._encode(image)
+        latents = na * latents + nb * self._noise(tuple(latents.shape), seed)
+        self._last_latent = self._denoise(latents, cond, (timesteps, consts), seed + 17)
+        return self._decode(self._last_latent)
+
+    @_no_grad
+    def fresh(self, params: Mapping[str, Any]) -> Any:
+        """From noise alone (text to image): a new picture of the prompt, for the first frame and for sparks."""
+        self._frame += 1
+        seed = int(params.get("seed", 0))
+        timesteps, consts, _ = self.schedule(self.steps, 1.0)
+        latents = self._noise((1, 4, self.height // 8, self.width // 8), seed)  # LCM's initial noise scale is 1
+        self._last_latent = self._denoise(latents, self.conditioning(params), (timesteps, consts), seed + 31)
+        return self._decode(self._last_latent)
+
+    def latent(self, frame: Any) -> Any:
+        return self._last_latent
+
+    def adopt(self, image: Any) -> Any:
+        import torch
+
+        if isinstance(image, torch.Tensor):
+            return image.to(self.device, self.dtype)
+        t = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
+        return (t.permute(2, 0, 1)[None].to(self.dtype) / 127.5 - 1.0).contiguous()
+
+    def to_display(self, frame: Any) -> np.ndarray:
+        import torch
+
+        if isinstance(frame, np.ndarray):
+            return frame
+        img = ((frame[0].float() + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
+        return img.cpu().numpy()
+
+    @_no_grad
+    def warp(self, frame: Any, delta: motion.Camera) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        if isinstance(frame, np.ndarray):
+            return motion.warp(frame, delta)
+        if motion.is_still(delta):
+            return frame
+        theta = torch.from_numpy(_sample_grid_matrix(delta, self.width, self.height)).to(self.device, frame.dtype)
+        grid = F.affine_grid(theta[None], list(frame.shape), align_corners=False)
+        return F.grid_sample(frame, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    @_no_grad
+    def mix(self, frame: Any, other: Any, weights: Any, mode: str = "normal") -> Any:
+        import torch
+
+        if isinstance(frame, np.ndarray):
+            return super().mix(frame, self.to_display(other), weights, mode)
+        b = (frame + 1) / 2
+        layer = (self.adopt(other) + 1) / 2
+        w = torch.as_tensor(weights, dtype=frame.dtype).to(self.device)
+        if w.ndim == 2:
+            w = w[None, None]
+        # the blend modes of vj.engine.mixer.blend, on 0..1 tensors
+        if mode == "add":
+            mixed = (b + layer).clamp(max=1)
+        elif mode == "screen":
+            mixed = 1 - (1 - b) * (1 - layer)
+        elif mode == "multiply":
+            mixed = b * layer
+        elif mode == "difference":
+            mixed = (b - layer).abs()
+        else:
+            mixed = layer
+        return (b + (mixed - b) * w) * 2 - 1
+
+
+def _sample_grid_matrix(delta: motion.Camera, width: int, height: int) -> np.ndarray:
+    """``motion.warp_matrix`` (pixels, source -> screen) as ``affine_grid``'s 2x3 (normalised, screen -> source)."""
+    m = np.vstack([motion.warp_matrix(delta, width, height), [0, 0, 1]])
+    # pixel centres to -1..1 (align_corners=False): x_n = (2x + 1) / W - 1
+    n = np.array([[2 / width, 0, 1 / width - 1], [0, 2 / height, 1 / height - 1], [0, 0, 1]])
+    return (n @ np.linalg.inv(m) @ np.linalg.inv(n))[:2].astype(np.float32)
+
+
+def _guidance_embedding(w: float, dim: int) -> Any:
+    """The guidance-scale embedding LCM's UNet takes with its timestep (as in diffusers' LCM pipelines)."""
+    import torch
+
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32) * -(math.log(10000.0) / (half - 1)))
+    emb = torch.tensor([w * 1000.0])[:, None] * freqs[None, :]
+    emb = torch.cat([torch.sin(emb), torch.cos(emb)], dim=1)
+    return torch.nn.functional.pad(emb, (0, 1)) if dim % 2 else emb
+
+
+def _progress(total: int, text: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=text, unit="step", leave=False)

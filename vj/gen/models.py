@@ -1,0 +1,79 @@
+"""Where model weights come from: find them on this machine, or fetch them once, on purpose, while online.
+
+The show never downloads: a performance must not stall on a network. ``vj model fetch`` fills the Hugging Face
+cache (``$HF_HOME``, usually ``~/.cache/huggingface``); ``--model`` then finds the id there, offline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vj.errors import GeneratorError, GeneratorUnusable
+
+DEFAULT_MODEL = "SimianLuo/LCM_Dreamshaper_v7"
+TINY_VAE = "madebyollin/taesd"
+
+# The lcm options that say which autoencoder decodes a model's latents (replay's latent morph takes them along).
+DECODER_OPTIONS = ("model", "model_config", "device", "dtype", "tiny_vae")
+
+# What the engine loads from a diffusers repository: configs, tokenizer files and safetensors weights; not the
+# safety checker, not the duplicate .bin/.ckpt weights, not the single-file copies some repositories add.
+FETCH_PATTERNS = ["*.json", "*.txt", "*/*.json", "*/*.txt", "*/*.safetensors"]
+SKIP_PATTERNS = ["safety_checker/*", "*.fp16.safetensors", "*/*.fp16.safetensors"]
+
+
+class ModelMissing(GeneratorUnusable):
+    """The model is not on this machine (or is broken): the worker falls back at once."""
+
+
+def require_packages() -> None:
+    """The lcm extra's packages, or a clear error that says how to install them."""
+    import importlib.util
+
+    for name in ("torch", "diffusers", "transformers", "huggingface_hub", "safetensors"):
+        if importlib.util.find_spec(name) is None:
+            raise GeneratorUnusable(f'the lcm generator needs {name}: pip install -e ".[lcm]"')
+
+
+def locate(model: str, what: str = "model") -> tuple[str, Path]:
+    """("folder", path) for a diffusers folder or a cached Hugging Face id, ("file", path) for a checkpoint."""
+    path = Path(model).expanduser()
+    if path.is_file():
+        if path.suffix not in (".safetensors", ".ckpt"):
+            raise ModelMissing(f"{model}: a single-file checkpoint is a .safetensors (or .ckpt) file")
+        return "file", path
+    if path.is_dir():
+        if not (path / "model_index.json").is_file() and not (path / "config.json").is_file():
+            raise ModelMissing(f"{model}: not a diffusers folder (no model_index.json or config.json)")
+        return "folder", path
+    if path.suffix or model.count("/") != 1 or model.startswith((".", "/", "~")):
+        raise ModelMissing(f"{what} '{model}' not found: no such file or folder")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return "folder", Path(snapshot_download(model, local_files_only=True))
+    except Exception:  # noqa: BLE001 - "not cached" comes in several exception types
+        raise ModelMissing(
+            f"{what} '{model}' is not on this machine; download it once while online: vj model fetch {model}"
+        ) from None
+
+
+def fetch(model: str) -> Path:
+    """Download a Hugging Face model repository into the cache (with progress bars); its folder."""
+    require_packages()
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(
+            snapshot_download(model, allow_patterns=FETCH_PATTERNS, ignore_patterns=SKIP_PATTERNS, etag_timeout=30)
+        )
+    except Exception as e:  # noqa: BLE001 - offline, unknown id, gated, disk full: each its own type
+        name = type(e).__name__
+        if any(word in name for word in ("Offline", "Connect", "Timeout", "LocalEntryNotFound")):
+            raise GeneratorError(
+                f"cannot reach the Hugging Face Hub to fetch '{model}' ({name}); connect to the network, or copy "
+                "a diffusers folder here and pass it with --model DIR"
+            ) from None
+        if "RepositoryNotFound" in name or "GatedRepo" in name:
+            raise GeneratorError(f"'{model}' is not on the Hugging Face Hub, or needs a login ({name})") from None
+        raise GeneratorError(f"fetching '{model}' failed: {name}: {e}") from None
