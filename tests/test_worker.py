@@ -138,6 +138,23 @@ def test_a_model_that_is_not_there_falls_back_at_once():
     assert len(frames) >= 5 and not any(is_blue(f) for f in frames)
 
 
+def test_a_stand_in_that_hangs_is_replaced_and_the_load_carries_on(monkeypatch):
+    from vj.gen import worker
+
+    monkeypatch.setattr(worker, "STAND_IN_TIMEOUT", 0.3)  # the stand-in's own 0.3 s, not the 10 s a load allows
+    gens.SlowLoad.loaded = gens.SlowLoad.closed = 0
+    gens.HangOnce.hung.clear()
+    gens.HangOnce.release.clear()
+    w = GeneratorWorker(build(gens.SlowLoad), SIZE, name="slow-load", fallback=build(gens.HangOnce))
+    try:
+        frames = drive(w, lambda f: len(f) >= 2 and is_blue(f[-1]), timeout=15)
+    finally:
+        gens.HangOnce.release.set()
+    assert gens.HangOnce.hung.is_set() and w.stats.hangs == 1
+    assert is_blue(frames[-1]) and w.stats.stand_in is None
+    assert gens.SlowLoad.loaded == 1, "the restarted stand-in did not start a second load"
+
+
 def test_switching_away_while_loading_abandons_the_load():
     gens.SlowLoad.loaded = gens.SlowLoad.closed = 0
     w = GeneratorWorker(build(gens.SlowLoad), SIZE, name="slow-load", fallback=base.factory("sketch", SIZE))

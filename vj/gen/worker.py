@@ -87,6 +87,7 @@ class Frame:
 
 
 STAND_IN_INTERVAL = 1 / 12  # seconds between stand-in frames while a generator loads
+STAND_IN_TIMEOUT = 10.0  # seconds a stand-in frame may take before it counts as hung
 
 
 @dataclass
@@ -217,6 +218,9 @@ class GeneratorWorker:
         if self._fallback is not None and self.stats.fallback is None:
             log.error("generator %s %s; falling back to %s", self.stats.name, why, self._fallback_name)
             self._build, self.stats.fallback = self._fallback, self._fallback_name
+            if self._loader is not None:
+                self._loader.abandon()
+                self._loader = None
 
     def _create(self, epoch: int) -> Generator | None:
         if self._failures >= self._max_failures:
@@ -224,12 +228,15 @@ class GeneratorWorker:
         self.stats.state = "loading"
         if getattr(self._build, "slow", False) and self._fallback is not None and self.stats.fallback is None:
             # Weights take a while: load them on a helper thread and keep the stand-in dreaming meanwhile.
-            self._loader = _Loader(self._build)
+            if self._loader is None:  # a stand-in restarted after a hang keeps the load already under way
+                self._loader = _Loader(self._build)
             gen = self._fallback()
             self._stand_in, self.stats.stand_in = True, self._fallback_name
         else:
             gen = self._build()
         self._timeout = float(getattr(gen, "frame_timeout", 10.0))
+        if self._stand_in:  # the load competes for the machine: a slow stand-in frame is no hang
+            self._timeout = max(self._timeout, STAND_IN_TIMEOUT)
         if not self._current(epoch):
             gen.close()
             return None
