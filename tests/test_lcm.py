@@ -252,6 +252,8 @@ def test_vj_run_with_a_random_model_made_by_vj(tmp_path):
     assert g["name"] == "lcm" and report["generated"] >= 1 and g["errors"] == 0 and g["fallback"] is None
     assert g["generated_by"].get("lcm", 0) >= 1, g
     assert g["load_s"] is not None
+    assert "[transformers]" not in out.stderr and "Loading pipeline components" not in out.stderr, "library chatter"
+    assert "loading " in out.stderr, "vj's own progress bar"
 
 
 @pytest.mark.slow

@@ -33,6 +33,14 @@ def require_packages() -> None:
     for name in ("torch", "diffusers", "transformers", "huggingface_hub", "safetensors"):
         if importlib.util.find_spec(name) is None:
             raise GeneratorUnusable(f'the lcm generator needs {name}: pip install -e ".[lcm]"')
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    # Their warnings about optional extras (no torchvision...) and their nested progress bars would flood the
+    # performer's terminal; vj shows one bar a load, and errors still reach the show as exceptions.
+    for lib in (diffusers_logging, transformers_logging):
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
 
 
 def locate(model: str, what: str = "model") -> tuple[str, Path]:
@@ -62,7 +70,9 @@ def fetch(model: str) -> Path:
     """Download a Hugging Face model repository into the cache (with progress bars); its folder."""
     require_packages()
     from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import enable_progress_bars
 
+    enable_progress_bars()  # a download is where the hub's own bars help (loading turns them off)
     try:
         return Path(
             snapshot_download(model, allow_patterns=FETCH_PATTERNS, ignore_patterns=SKIP_PATTERNS, etag_timeout=30)
