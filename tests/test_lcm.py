@@ -2,7 +2,6 @@
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +12,14 @@ pytest.importorskip("diffusers")
 import torch
 
 from tests.test_cli import vj
+from tests.test_worker import drive
 from tests.tiny import original_checkpoint, tiny_lcm
 from vj.engine import motion
 from vj.engine.mixer import BLEND_MODES, blend
 from vj.gen import base
 from vj.gen.lcm import LcmGenerator
 from vj.gen.models import ModelMissing, locate
-from vj.gen.worker import GeneratorWorker, Job
+from vj.gen.worker import GeneratorWorker
 from vj.params import ParamStore
 
 SIZE = (64, 64)
@@ -152,25 +152,8 @@ def test_mixing_on_the_device_matches_the_mixer(gen, mode):
     assert np.abs(ours - theirs).max() <= 2
 
 
-def job(**kw) -> Job:
-    return Job(params(**kw), np.zeros(4))
-
-
-def run_worker(worker: GeneratorWorker, until, timeout: float = 60) -> list:
-    frames: list = []
-    worker.start()
-    end = time.monotonic() + timeout
-    try:
-        while time.monotonic() < end and not until(frames):
-            worker.submit(job(prompt="a glass forest"))
-            worker.check()
-            f = worker.poll()
-            if f is not None:
-                frames.append(f)
-            time.sleep(0.01)
-    finally:
-        worker.stop()
-    return frames
+def run_worker(worker: GeneratorWorker, until) -> list:
+    return drive(worker, until, timeout=60, prompt="a glass forest")
 
 
 def test_missing_model_falls_back_to_sketch_with_a_clear_message(tmp_path):
