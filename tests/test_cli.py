@@ -1,27 +1,12 @@
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "SDL_VIDEODRIVER": "dummy", "PYTHONPATH": str(ROOT)}
-
-
-def vj(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "vj", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**ENV, **(env or {})},
-        cwd=ROOT,
-        check=False,
-    )
+from tests.child import ENV, ROOT, start, vj
 
 
 def test_help_and_import_stay_light():
@@ -101,13 +86,7 @@ def test_bad_input_is_a_clear_message_and_exit_2(args, message):
 
 def test_sigterm_ends_the_show_cleanly_with_a_report(tmp_path):
     path = tmp_path / "r.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vj", "run", "--headless", "--seconds", "60", "--size", "160x90", "--report", str(path)],
-        env=ENV,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = start("run", "--headless", "--seconds", "60", "--size", "160x90", "--report", str(path))
     time.sleep(2.5)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0

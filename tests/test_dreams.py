@@ -10,13 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.child import ROOT, finish, start, vj
 from vj.dreams.keeper import DreamKeeper
 from vj.dreams.replay import ReplayGenerator
 from vj.dreams.score import aesthetics, features, novelty, score
 from vj.dreams.store import DreamStore
 from vj.errors import ConfigError, GeneratorError
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def colourful(seed: int = 0, size: int = 96) -> np.ndarray:
@@ -281,57 +280,16 @@ def test_each_strategy_explores_and_writes_dreams(tmp_path, strategy):
 
 
 def test_vj_dream_prints_progress_and_a_rate(tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vj",
-            "dream",
-            "--prompt",
-            "fire",
-            "--seconds",
-            "3",
-            "--gen-size",
-            "64x64",
-            "--dreams",
-            str(tmp_path),
-            "--strategy",
-            "random",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+    out = vj("dream", "--prompt", "fire", "--seconds", "3", "--gen-size", "64x64", "--dreams", str(tmp_path),
+             "--strategy", "random")  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "dreams/s" in out.stdout.splitlines()[-1]
 
 
 # -- a whole show ---------------------------------------------------------------------------------------------------
 def test_a_show_leaves_scored_dreams_and_reports_them(tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vj",
-            "run",
-            "--headless",
-            "--seconds",
-            "6",
-            "--no-osc",
-            "--dreams",
-            str(tmp_path),
-            "--report",
-            "-",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
-    report = json.loads(out.stdout)
+    report, _ = finish(start("run", "--headless", "--seconds", "6", "--no-osc", "--dreams", str(tmp_path),
+                                   "--report", "-"))  # fmt: skip
     store = DreamStore(tmp_path, create=False)
     rows = store.top()
     store.close()
@@ -346,26 +304,14 @@ def test_vj_dreams_list_export_prune(tmp_path):
         add(store, colourful(i), i / 10, prompt=f"dream {i}")
     store.close()
 
-    def vj(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "vj", "dreams", *args, "--dreams", str(tmp_path / "d")],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            check=False,
-        )
+    def dreams(*args: str) -> subprocess.CompletedProcess:
+        return vj("dreams", *args, "--dreams", str(tmp_path / "d"))
 
-    listed = vj("list", "--top", "3")
+    listed = dreams("list", "--top", "3")
     assert listed.returncode == 0 and "dream 5" in listed.stdout and "dream 1" not in listed.stdout
-    assert vj("export", "--out", str(tmp_path / "x"), "--top", "2").returncode == 0
+    assert dreams("export", "--out", str(tmp_path / "x"), "--top", "2").returncode == 0
     assert len(list((tmp_path / "x").glob("*.png"))) == 2
-    pruned = vj("prune", "--keep", "2")
+    pruned = dreams("prune", "--keep", "2")
     assert pruned.returncode == 0 and "removed 4 dreams" in pruned.stdout
-    empty = subprocess.run(
-        [sys.executable, "-m", "vj", "dreams", "list", "--dreams", str(tmp_path / "none")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
+    empty = vj("dreams", "list", "--dreams", str(tmp_path / "none"))
     assert empty.returncode == 2 and "no dream store here" in empty.stderr

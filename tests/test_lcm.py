@@ -11,7 +11,7 @@ pytest.importorskip("diffusers")
 
 import torch
 
-from tests.test_cli import vj
+from tests.child import vj
 from tests.test_worker import drive
 from tests.tiny import original_checkpoint, tiny_lcm
 from vj.engine import motion
@@ -266,7 +266,7 @@ def test_the_benchmark_runs_engine_and_naive_side_by_side():
     import subprocess
     import sys
 
-    from tests.test_cli import ENV, ROOT
+    from tests.child import ENV, ROOT
 
     out = subprocess.run(
         [sys.executable, "scripts/bench_gen.py", "--arch", "tiny", "--size", "64", "--steps", "3", "--frames", "2",

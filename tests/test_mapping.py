@@ -1,9 +1,8 @@
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.child import vj
 from vj.control.mapping import MAPPINGS_DIR, load_mapping, parse_mapping, resolve
 from vj.errors import ConfigError
 
@@ -118,36 +117,16 @@ def test_bare_names_find_shipped_mappings():
 
 def test_vj_mapping_check_exits_2_with_the_message(tmp_path):
     bad = write(tmp_path, '[[midi.cc]]\nchannel = 1\ncontrol = 4\ntarget = "zom"\n')
-    root = Path(__file__).resolve().parent.parent
-    out = subprocess.run(
-        [sys.executable, "-m", "vj", "mapping", "check", str(bad)],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        check=False,
-    )
+    out = vj("mapping", "check", str(bad))
     assert out.returncode == 2
     assert (
         out.stderr.strip() == f"vj: {bad}: midi.cc[0].target: unknown parameter or action 'zom' (did you mean 'zoom'?)"
     )
-    good = subprocess.run(
-        [sys.executable, "-m", "vj", "mapping", "check", "default"],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        check=False,
-    )
+    good = vj("mapping", "check", "default")
     assert good.returncode == 0 and "ok" in good.stdout
 
 
 def test_vj_run_refuses_a_broken_mapping(tmp_path):
     bad = write(tmp_path, '[[midi.cc]]\nchannel = 1\ncontrol = 4\ntarget = "zom"\n')
-    root = Path(__file__).resolve().parent.parent
-    out = subprocess.run(
-        [sys.executable, "-m", "vj", "run", "--headless", "--frames", "2", "--mapping", str(bad)],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        check=False,
-    )
+    out = vj("run", "--headless", "--frames", "2", "--mapping", str(bad))
     assert out.returncode == 2 and "midi.cc[0].target" in out.stderr and "Traceback" not in out.stderr

@@ -1,8 +1,6 @@
 import json
 import math
 import random
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -10,12 +8,12 @@ from pathlib import Path
 import mido
 import pytest
 
+from tests.child import finish, start
 from vj.control.mapping import load_mapping, parse_mapping
 from vj.control.midi import MidiInput, MidiRouter, match_port, relative_ticks
 from vj.engine.loop import Show, ShowConfig
 from vj.params import PARAMS
 
-ROOT = Path(__file__).resolve().parent.parent
 JACK = "mido.backends.rtmidi/UNIX_JACK"
 
 
@@ -298,34 +296,24 @@ def test_fuzz_ten_thousand_midi_messages(controller, tmp_path):
 
 def test_vj_run_with_a_mapping_file_and_a_cc(controller, tmp_path):
     name, port = controller
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vj",
-            "run",
-            "--headless",
-            "--seconds",
-            "8",
-            "--no-osc",
-            "--mapping",
-            str(contract_mapping(tmp_path)),
-            "--midi-in",
-            name,
-            "--midi-backend",
-            JACK,
-            "--report",
-            "-",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
+    proc = start(
+        "run",
+        "--headless",
+        "--seconds",
+        "8",
+        "--no-osc",
+        "--mapping",
+        str(contract_mapping(tmp_path)),
+        "--midi-in",
+        name,
+        "--midi-backend",
+        JACK,
+        "--report",
+        "-",
     )
     time.sleep(3)
     port.send(cc(21, 127))
-    out, err = proc.communicate(timeout=30)
-    report = json.loads(out)
+    report, err = finish(proc)
     assert report["params"]["zoom"] == 1.0, err
     assert report["events"]["midi"] >= 1
 
@@ -333,26 +321,7 @@ def test_vj_run_with_a_mapping_file_and_a_cc(controller, tmp_path):
 def test_midi_learn_writes_a_mapping_that_loads(controller, tmp_path):
     name, port = controller
     out_file = tmp_path / "learned.toml"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vj",
-            "midi",
-            "learn",
-            "--midi-in",
-            name,
-            "--midi-backend",
-            JACK,
-            "--out",
-            str(out_file),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = start("midi", "learn", "--midi-in", name, "--midi-backend", JACK, "--out", str(out_file), stdin=True)
     time.sleep(2)
     port.send(cc(21, 90))
     time.sleep(0.5)

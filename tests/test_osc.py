@@ -7,22 +7,20 @@ import shutil
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
+from tests.child import finish, start, vj
 from vj.control.mapping import parse_mapping
 from vj.control.osc import OscFeedback, OscRouter, OscServer, Reject, address_table
 from vj.engine.loop import Show, ShowConfig
 from vj.params import PARAMS
 
-ROOT = Path(__file__).resolve().parent.parent
 needs_liblo = pytest.mark.skipif(not shutil.which("oscsend"), reason="needs liblo-tools (.ci/run installs it)")
 
 
@@ -197,13 +195,7 @@ def test_a_busy_port_named_on_the_command_line_stops_the_show_with_a_message():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
         busy.bind(("127.0.0.1", 0))
         port = busy.getsockname()[1]
-        out = subprocess.run(
-            [sys.executable, "-m", "vj", "run", "--headless", "--frames", "2", "--osc-port", str(port)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            check=False,
-        )
+        out = vj("run", "--headless", "--frames", "2", "--osc-port", str(port))
     assert out.returncode == 2 and f"cannot listen for OSC on 127.0.0.1:{port}" in out.stderr
 
 
@@ -317,18 +309,11 @@ def test_fuzz_ten_thousand_packets_the_engine_keeps_running_and_in_range():
 
 @needs_liblo
 def test_vj_run_on_the_default_port_takes_oscsend():
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vj", "run", "--headless", "--seconds", "8", "--report", "-"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = start("run", "--headless", "--seconds", "8", "--report", "-")
     # UDP has no handshake: send a few times while the show starts (repeats within 2 s count once).
     for _ in range(6):
         time.sleep(0.5)
         subprocess.run(["oscsend", "127.0.0.1", "9000", "/vj/zoom", "f", "0.5"], check=True, timeout=10)
-    out, err = proc.communicate(timeout=30)
-    report = json.loads(out)
+    report, err = finish(proc)
     assert report["params"]["zoom"] == 0.5, err
     assert report["events"]["osc"] >= 1 and report["osc"]["port"] == 9000

@@ -1,7 +1,5 @@
-import json
 import shutil
 import subprocess
-import sys
 import time
 from itertools import pairwise
 from pathlib import Path
@@ -9,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.child import finish, start, vj
 from vj.control.mapping import parse_mapping
 from vj.control.osc import OscServer
 from vj.engine.loop import Show, ShowConfig
 from vj.errors import ConfigError, ParamError
 from vj.scenes import SCENES_DIR, Director, load_scene, load_scenes, parse_scene
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -36,9 +33,7 @@ def test_the_shipped_scenes_load_and_list_in_file_order():
     assert len(scenes) >= 5
     assert [Path(s.file).name for s in scenes] == sorted(Path(s.file).name for s in scenes)
     assert any(s.kind == "replay" for s in scenes)
-    out = subprocess.run(
-        [sys.executable, "-m", "vj", "scenes", "list"], capture_output=True, text=True, cwd=ROOT, check=False
-    )
+    out = vj("scenes", "list")
     assert out.stdout.splitlines() == [s.name for s in scenes]
 
 
@@ -85,13 +80,7 @@ def test_two_scenes_cannot_share_a_name(tmp_path):
 
 def test_vj_run_refuses_a_broken_scene_folder(tmp_path):
     write(tmp_path, "01.toml", "[params]\nzom = 1\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "vj", "run", "--headless", "--frames", "2", "--scenes", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
+    out = vj("run", "--headless", "--frames", "2", "--scenes", str(tmp_path))
     assert out.returncode == 2 and "01.toml: params.zom: unknown parameter" in out.stderr
 
 
@@ -313,30 +302,11 @@ def test_an_unknown_start_scene_is_a_config_error(tmp_path):
 
 @pytest.mark.skipif(not shutil.which("oscsend"), reason="needs liblo-tools (.ci/run installs it)")
 def test_oscsend_switches_the_reports_scene(tmp_path):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vj",
-            "run",
-            "--headless",
-            "--seconds",
-            "6",
-            "--dreams",
-            str(tmp_path / "d"),
-            "--report",
-            "-",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = start("run", "--headless", "--seconds", "6", "--dreams", str(tmp_path / "d"), "--report", "-")
     for _ in range(5):
         time.sleep(0.5)
         subprocess.run(["oscsend", "127.0.0.1", "9000", "/vj/scene", "i", "2"], check=True, timeout=10)
-    out, err = proc.communicate(timeout=30)
-    report = json.loads(out)
+    report, err = finish(proc)
     assert report["scene"] == load_scenes(SCENES_DIR)[1].name, err
     assert report["scene_number"] == 2
 

@@ -1,19 +1,15 @@
 import json
-import subprocess
-import sys
 from itertools import pairwise
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from tests.child import vj
 from vj.engine import motion
 from vj.engine.loop import Show, ShowConfig
 from vj.engine.spark import HOLD, Bloom, Sparks, Vitals, measure, stagnant
 from vj.gen.base import Generator
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def textured(seed: int = 0, size: int = 128) -> np.ndarray:
@@ -181,27 +177,7 @@ def test_space_and_osc_and_midi_all_reach_the_spark(bus):
 
 
 def test_vj_run_decay_sparks_and_stays_mostly_alive():
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vj",
-            "run",
-            "--generator",
-            "decay",
-            "--headless",
-            "--seconds",
-            "20",
-            "--no-osc",
-            "--report",
-            "-",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=90,
-        check=False,
-    )
+    out = vj("run", "--generator", "decay", "--headless", "--seconds", "20", "--no-osc", "--report", "-", timeout=90)
     report = json.loads(out.stdout)
     assert report["sparks"] >= 1 and report["sparks_auto"] >= 1
     assert report["stagnant_share"] < 0.3

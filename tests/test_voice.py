@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.child import vj
 from vj.control.bus import ControlBus
 from vj.control.voice.grammar import Command, Heard, first_thought, normalise, parse
 from vj.control.voice.listen import PushToTalk, SpeechGate
@@ -235,14 +236,7 @@ def test_a_missing_model_is_a_clear_error(tmp_path):
 
 def test_vj_voice_transcribe_prints_file_tab_command():
     files = [str(CLIPS / "c008.wav"), str(CLIPS / "n000.wav")]
-    out = subprocess.run(
-        [sys.executable, "-m", "vj", "voice", "transcribe", *files],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
+    out = vj("voice", "transcribe", *files, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [f"{files[0]}\tpan left", f"{files[1]}\t"]
 
@@ -250,14 +244,7 @@ def test_vj_voice_transcribe_prints_file_tab_command():
 def test_an_unreadable_audio_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "not.wav"
     bad.write_text("not audio")
-    out = subprocess.run(
-        [sys.executable, "-m", "vj", "voice", "transcribe", str(bad)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+    out = vj("voice", "transcribe", str(bad), timeout=60)
     assert out.returncode == 2 and "cannot read it as audio" in out.stderr
 
 
@@ -266,27 +253,18 @@ def test_a_voice_file_changes_parameters_in_the_report(tmp_path):
     clip = tmp_path / "two.wav"
     a, b = read_audio(CLIPS / "c008.wav"), read_audio(CLIPS / "c006.wav")  # pan left, less chaos
     write_wav(clip, np.concatenate([a, b]))
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vj",
-            "run",
-            "--headless",
-            "--seconds",
-            "9",
-            "--no-osc",
-            "--no-dreams",
-            "--voice-file",
-            str(clip),
-            "--report",
-            "-",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+    out = vj(
+        "run",
+        "--headless",
+        "--seconds",
+        "9",
+        "--no-osc",
+        "--no-dreams",
+        "--voice-file",
+        str(clip),
+        "--report",
+        "-",
         timeout=120,
-        check=False,
     )
     report = json.loads(out.stdout)
     assert report["events"]["voice"] >= 2, out.stderr
