@@ -103,6 +103,9 @@ CHATTER = [
 ]
 
 
+CLIP_FORMAT = ("-r", "16000", "-c", "1", "-b", "16")  # 16 kHz mono 16-bit, like a microphone clip
+
+
 def run(*cmd: str) -> None:
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -110,55 +113,15 @@ def run(*cmd: str) -> None:
 def speak(text: str, voice: str, speed: int, out: Path, tmp: Path) -> None:
     raw = tmp / "raw.wav"
     run("espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text)
-    # Half a second of room either side, 16 kHz mono, like a microphone clip.
-    run("sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out), "pad", "0.4", "0.5")
+    # Half a second of room either side.
+    run("sox", str(raw), *CLIP_FORMAT, str(out), "pad", "0.4", "0.5")
 
 
 def bed(kind: str, seconds: float, out: Path, volume: float) -> None:
-    if kind == "noise":
-        run(
-            "sox",
-            "-n",
-            "-r",
-            "16000",
-            "-c",
-            "1",
-            "-b",
-            "16",
-            str(out),
-            "synth",
-            f"{seconds}",
-            "pinknoise",
-            "vol",
-            f"{volume}",
-        )
-    else:  # music: a few chords
-        run(
-            "sox",
-            "-n",
-            "-r",
-            "16000",
-            "-c",
-            "1",
-            "-b",
-            "16",
-            str(out),
-            "synth",
-            f"{seconds}",
-            "pluck",
-            "C3",
-            "pluck",
-            "E3",
-            "pluck",
-            "G3",
-            "pluck",
-            "B3",
-            "tremolo",
-            "3",
-            "40",
-            "vol",
-            f"{volume}",
-        )
+    # pink noise, or music: a few plucked chords with a tremolo
+    sound = ("pinknoise",) if kind == "noise" else ("pluck", "C3", "pluck", "E3", "pluck", "G3", "pluck", "B3")
+    effects = ("tremolo", "3", "40") if kind != "noise" else ()
+    run("sox", "-n", *CLIP_FORMAT, str(out), "synth", f"{seconds}", *sound, *effects, "vol", f"{volume}")
 
 
 def mix(speech: Path, under: Path, out: Path) -> None:
