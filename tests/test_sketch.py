@@ -58,6 +58,22 @@ def test_frames_follow_the_contract_at_any_size():
         assert second.shape == first.shape and second.dtype == np.uint8
 
 
+def test_the_look_is_the_same_at_every_size_and_reads_as_healthy():
+    from vj.engine.spark import measure, stagnant
+
+    sensitivity = ParamStore().values()["spark_sensitivity"]
+    details = {}
+    for size in [(128, 128), (256, 256), (512, 512), (320, 180)]:
+        prev, vitals = None, []
+        for img in dream("a luminous dream of drifting nebulae", frames=40, size=size):
+            v, prev = measure(img, prev)
+            vitals.append(v)
+        vitals = vitals[10:]  # once it has grown from the first frame
+        assert not any(stagnant(v, sensitivity) for v in vitals), f"a healthy sketch at {size} read as stale"
+        details[size] = float(np.median([v.detail for v in vitals]))
+    assert max(details.values()) < 2 * min(details.values()), details
+
+
 def test_same_prompt_and_seed_dream_the_same():
     a, b = dream("a forest made of glass", 10)[-1], dream("a forest made of glass", 10)[-1]
     assert np.array_equal(a, b)

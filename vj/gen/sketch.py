@@ -30,13 +30,20 @@ _LOOK_GLIDE_S = 0.8
 _SIBLING_TURN_DEG = 30.0
 
 
+GRID = 128  # cells on the long side of the grid the structures grow on (a quarter of 512)
+
+
 class SketchGenerator(Generator):
     name = "sketch"
     frame_timeout = 2.0
 
     def __init__(self, size: tuple[int, int] = (512, 512), **options: Any) -> None:
         super().__init__(size, **options)
-        self._sw, self._sh = max(16, self.width // 4), max(16, self.height // 4)
+        # The structures grow on a grid of a fixed size, so the look is the same at every resolution (a smaller
+        # frame is only softer, a larger one only sharper) and the stagnation thresholds hold at any --gen-size.
+        long_side = max(self.width, self.height)
+        self._sw = max(16, round(GRID * self.width / long_side))
+        self._sh = max(16, round(GRID * self.height / long_side))
         aspect = self.width / self.height
         ys, xs = np.mgrid[0 : self._sh, 0 : self._sw].astype(np.float32)
         self._x = (xs / (self._sw - 1) * 2 - 1) * aspect
