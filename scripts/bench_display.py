@@ -24,10 +24,10 @@ import cv2
 import numpy as np
 
 from vj.cli import _size
-from vj.engine import motion
 from vj.engine.loop import Show, ShowConfig
-from vj.engine.mixer import LayerSpec
+from vj.frame import motion
 from vj.gen.sketch import SketchGenerator
+from vj.layers.spec import LayerSpec
 from vj.params import ParamStore
 
 

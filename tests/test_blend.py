@@ -3,9 +3,9 @@ import math
 import cv2
 import numpy as np
 
-from vj.engine import motion
 from vj.engine.blend import BLACKOUT_S, FrameBlender, OutputLevel
-from vj.gen.worker import Frame
+from vj.engine.worker import Frame
+from vj.frame import motion
 
 SIZE = (64, 48)
 

@@ -13,9 +13,9 @@ import pytest
 from tests.child import ROOT, finish, start, vj
 from vj.dreams.keeper import DreamKeeper
 from vj.dreams.replay import ReplayGenerator
-from vj.dreams.score import aesthetics, features, novelty, score
 from vj.dreams.store import DreamStore
 from vj.errors import ConfigError, GeneratorError
+from vj.frame.aesthetics import aesthetics, features, novelty, score
 
 
 def colourful(seed: int = 0, size: int = 96) -> np.ndarray:

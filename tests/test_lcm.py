@@ -14,12 +14,12 @@ import torch
 from tests.child import vj
 from tests.test_worker import drive
 from tests.tiny import original_checkpoint, tiny_lcm
-from vj.engine import motion
-from vj.engine.mixer import BLEND_MODES, blend
+from vj.engine.worker import GeneratorWorker
+from vj.frame import motion
+from vj.frame.compose import BLEND_MODES, blend
 from vj.gen import base
 from vj.gen.lcm import LcmGenerator
 from vj.gen.models import ModelMissing, locate
-from vj.gen.worker import GeneratorWorker
 from vj.params import ParamStore
 
 SIZE = (64, 64)

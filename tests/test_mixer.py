@@ -10,18 +10,12 @@ import numpy as np
 import pytest
 
 from vj.engine.loop import Show, ShowConfig
-from vj.engine.mixer import (
-    BLEND_MODES,
-    LayerSpec,
-    Mixer,
-    StillLayer,
-    VideoLayer,
-    blend,
-    layer_spec,
-    parse_layer_option,
-)
+from vj.engine.mixer import Mixer
 from vj.errors import ConfigError
+from vj.frame.compose import BLEND_MODES, blend
 from vj.gen.base import Generator
+from vj.layers.kinds import StillLayer, VideoLayer
+from vj.layers.spec import LayerSpec, layer_spec, parse_layer_option
 
 B = np.array([[[0, 64, 200]]], np.uint8)  # base pixel
 L = np.array([[[255, 128, 100]]], np.uint8)  # layer pixel

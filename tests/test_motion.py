@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from vj.engine import motion
+from vj.frame import motion
 
 W = H = 101
 C = 50

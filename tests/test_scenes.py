@@ -10,9 +10,10 @@ import pytest
 from tests.child import finish, start, vj
 from vj.control.mapping import parse_mapping
 from vj.control.osc import OscServer
+from vj.engine.director import Director
 from vj.engine.loop import Show, ShowConfig
 from vj.errors import ConfigError, ParamError
-from vj.scenes import SCENES_DIR, Director, load_scene, load_scenes, parse_scene
+from vj.scenes import SCENES_DIR, load_scene, load_scenes, parse_scene
 
 
 def write(folder: Path, name: str, text: str) -> Path:

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vj.engine import motion
+from vj.frame import motion
 from vj.gen.look import look_for, words
 from vj.gen.sketch import SketchGenerator
 from vj.params import ParamStore
@@ -59,7 +59,7 @@ def test_frames_follow_the_contract_at_any_size():
 
 
 def test_the_look_is_the_same_at_every_size_and_reads_as_healthy():
-    from vj.engine.spark import measure, stagnant
+    from vj.frame.vitals import measure, stagnant
 
     sensitivity = ParamStore().values()["spark_sensitivity"]
     details = {}

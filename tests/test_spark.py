@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from tests.child import vj
-from vj.engine import motion
 from vj.engine.loop import Show, ShowConfig
-from vj.engine.spark import HOLD, Bloom, Sparks, Vitals, measure, stagnant
+from vj.engine.spark import HOLD, Sparks
+from vj.frame import motion
+from vj.frame.vitals import Bloom, Vitals, measure, stagnant
 from vj.gen.base import Generator
 
 

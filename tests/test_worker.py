@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from tests import gens
+from vj.engine.worker import GeneratorWorker, Job, Mailbox
 from vj.gen import base
-from vj.gen.worker import GeneratorWorker, Job, Mailbox
 from vj.params import ParamStore
 
 SIZE = (64, 64)

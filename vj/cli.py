@@ -178,7 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         params["seed"] = args.seed
     from vj.control.mapping import default_mapping, load_mapping
-    from vj.engine.mixer import parse_layer_option
+    from vj.layers.spec import parse_layer_option
 
     layers = [parse_layer_option(text) for text in args.layer]
     mapping = load_mapping(args.mapping) if args.mapping else default_mapping()

@@ -26,9 +26,9 @@ import numpy as np
 
 from vj.dreams import STRATEGIES
 from vj.dreams.keeper import keep_if_good
-from vj.dreams.score import aesthetics, features, novelty, score
 from vj.dreams.store import DreamStore, new_session
-from vj.engine import motion
+from vj.frame import motion
+from vj.frame.aesthetics import aesthetics, features, novelty, score
 from vj.gen import base
 from vj.params import ParamStore
 

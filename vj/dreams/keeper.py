@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from vj.dreams.score import Score, aesthetics, features, novelty, score
 from vj.dreams.store import DreamStore, new_session
-from vj.engine.mixer import cover
+from vj.frame.aesthetics import Score, aesthetics, features, novelty, score
+from vj.frame.compose import cover
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vj.engine.mixer import cover
 from vj.errors import GeneratorError
+from vj.frame.compose import cover
 from vj.gen.base import Generator
 
 log = logging.getLogger(__name__)

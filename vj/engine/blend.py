@@ -17,8 +17,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vj.engine import motion
-from vj.gen.worker import Frame
+from vj.engine.worker import Frame
+from vj.frame import motion
 
 BLACKOUT_S = 0.3  # how long blackout takes to fade out or in
 

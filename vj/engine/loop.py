@@ -36,17 +36,19 @@ from typing import Any, Protocol, cast
 from vj.control.actions import ACTION_NAMES
 from vj.control.bus import ControlBus, Event
 from vj.control.mapping import Mapping, merge
-from vj.engine import motion
 from vj.engine.blend import FrameBlender, OutputLevel, SceneFade
-from vj.engine.mixer import LayerSpec, Mixer
+from vj.engine.director import Director
+from vj.engine.mixer import Mixer
 from vj.engine.spark import Sparks
+from vj.engine.worker import GeneratorWorker, Job
 from vj.errors import ConfigError, ParamError
+from vj.frame import motion
 from vj.gen import base
 from vj.gen.models import DECODER_OPTIONS
-from vj.gen.worker import GeneratorWorker, Job
+from vj.layers.spec import LayerSpec
 from vj.output.stats import Timings
 from vj.params import ParamStore, unknown
-from vj.scenes import Director, ReplayOptions, Scene
+from vj.scenes import ReplayOptions, Scene
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +222,7 @@ class Show:
         else:
             brush.paint(point[0], point[1], drag=event.type == pg.MOUSEMOTION)
 
-    # -- scenes (the Director calls these; see vj.scenes.Stage) -------------------------------------------------
+    # -- scenes (the Director calls these; see vj.engine.director.Stage) ----------------------------------------
     def apply_scene(self, scene: Scene, reload: bool) -> None:
         now = time.perf_counter()
         fade = scene.transition if self.frames else 0.0  # the scene a show starts with is there from the first frame

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from vj.engine import motion
 from vj.errors import GeneratorError
+from vj.frame import motion
 from vj.gen import GENERATORS
 
 
@@ -57,7 +57,7 @@ class Generator:
 
     def mix(self, frame: Any, other: Any, weights: float | np.ndarray, mode: str = "normal") -> Any:
         """``frame`` with ``other`` blended in (a layer, a spark); ``weights`` a number or an H x W map 0..1."""
-        from vj.engine.mixer import blend
+        from vj.frame.compose import blend
 
         return blend(frame, other, mode, weights)
 

@@ -35,8 +35,8 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from vj.engine import motion
 from vj.errors import GeneratorError, GeneratorUnusable
+from vj.frame import motion
 from vj.gen.base import Generator
 from vj.gen.models import DEFAULT_MODEL, ModelMissing, locate, require_packages
 
@@ -556,7 +556,7 @@ class LcmGenerator(Generator):
         w = torch.as_tensor(weights, dtype=frame.dtype).to(self.device)
         if w.ndim == 2:
             w = w[None, None]
-        # the blend modes of vj.engine.mixer.blend, on 0..1 tensors
+        # the blend modes of vj.frame.compose.blend, on 0..1 tensors
         if mode == "add":
             mixed = (b + layer).clamp(max=1)
         elif mode == "screen":

@@ -25,7 +25,7 @@ from vj.control.bus import ControlBus
 from vj.control.voice.grammar import Command, GrammarOptions, parse
 from vj.control.voice.listen import PushToTalk, SpeechGate, Utterance
 from vj.control.voice.recognize import Recognizer, RecognizerOptions
-from vj.gen.worker import lower_priority
+from vj.threads import lower_priority
 
 log = logging.getLogger(__name__)
 

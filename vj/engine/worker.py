@@ -16,9 +16,7 @@ of it the window keeps showing and moving the last good frame.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,16 +24,15 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from vj.dreams.score import Aesthetics, aesthetics
-from vj.engine.mixer import LayerInput, weights
-from vj.engine.spark import Bloom, Vitals, measure
+from vj.frame.aesthetics import Aesthetics, aesthetics
+from vj.frame.compose import LayerInput, weights
+from vj.frame.vitals import Bloom, Vitals, measure
 from vj.gen.base import Generator, GeneratorFactory, check_frame
+from vj.threads import BACKGROUND_NICE, lower_priority
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-BACKGROUND_NICE = 10  # the generator; the voice recogniser runs at 5, the display at 0
 
 
 class Mailbox(Generic[T]):
@@ -430,17 +427,6 @@ class _Loader:
 def _background() -> None:
     """Lower this thread's priority: the generator is background work beside the display and the voice."""
     lower_priority(BACKGROUND_NICE)
-
-
-def lower_priority(nice: int) -> None:
-    """Give this thread (and threads it starts, which inherit it) less of the CPU than the display thread.
-
-    The display must never miss a frame, a spoken command should land within a second, and the generator can
-    give way for those moments (the display timewarps the last frame meanwhile). Linux gives each thread its own
-    nice value, and raising it needs no privileges. Elsewhere this does nothing.
-    """
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
 
 def _close(gen: Generator) -> None:

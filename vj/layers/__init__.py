@@ -1,0 +1,1 @@
+"""Overlay layers: specs (what a file asks for) and kinds (where frames come from)."""
