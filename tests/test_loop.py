@@ -162,3 +162,137 @@ def test_bad_starting_values_are_config_errors():
 
 def test_generators_are_built_by_name():
     assert base.find("tests.gens:Solid") is gens.Solid
+
+
+# -- trust on stage: nothing a source posts can end the show ----------------------------------------------------------
+@pytest.mark.parametrize("value", ["²", "٣", "1e999", None, b"\xff", [1, [2]], float("nan"), 10**400])
+def test_no_scene_value_from_a_sender_can_end_the_show(value):
+    s = show(frames=20)
+    s.on_frame.append(at_frame(3, lambda s: s.bus.post("osc", "scene", value)))
+    report = s.run()
+    assert report["frames"] == 20, "the show ran to its end"
+    assert report["rejected"]["osc"] == 1
+
+
+def test_an_action_that_raises_anything_is_rejected_not_fatal():
+    s = show(frames=15)
+
+    def boom(e):
+        raise RuntimeError("broken handler")
+
+    s._actions["stop"] = boom
+    s.on_frame.append(at_frame(2, lambda s: s.bus.post("midi", "stop", op="fire")))
+    report = s.run()
+    assert report["frames"] == 15 and report["rejected"]["midi"] == 1
+
+
+# -- the clock is passed in --------------------------------------------------------------------------------------------
+def test_a_stepped_clock_makes_every_frame_exactly_on_time_however_busy_the_machine():
+    from vj.engine.clock import SteppedClock
+    from vj.frame import motion
+
+    clock = SteppedClock(start=100.0)
+    s = Show(
+        ShowConfig(size=(160, 90), gen_size=(64, 64), headless=True, frames=120, params={"zoom": 1.0}), clock=clock
+    )
+    report = s.run()
+    assert s.elapsed == pytest.approx(119 / 60), "frame k starts at exactly k / 60 s"
+    assert report["late_frames"] == 0 and report["interval_ms"]["max"] == pytest.approx(1000 / 60, abs=0.01)
+    expected = motion.new_camera()
+    for _ in range(119):  # the first frame has dt 0
+        expected = motion.advance(expected, s.params.values(), 1 / 60)
+    assert s.camera == pytest.approx(expected)
+
+
+# -- scenes are a source like any other -----------------------------------------------------------------------------
+def test_a_scene_posts_its_values_to_the_bus(tmp_path):
+    from vj.scenes import load_scenes
+
+    (tmp_path / "01-a.toml").write_text('name = "A"\nprompt = "a blue lagoon"\n[params]\nzoom = 0.4\n')
+    posted = []
+
+    s = Show(
+        ShowConfig(size=(160, 90), gen_size=(64, 64), headless=True, frames=10, scenes=load_scenes(tmp_path), scene=1)
+    )
+    original = s.bus.post
+    s.bus.post = lambda source, target, *a, **k: (posted.append((source, target)), original(source, target, *a, **k))[
+        -1
+    ]
+    report = s.run()
+    assert ("scene", "zoom") in posted and ("scene", "prompt") in posted
+    assert report["params"]["zoom"] == 0.4 and report["params"]["prompt"] == "a blue lagoon"
+    assert report["events"]["scene"] >= 2
+
+
+def test_sources_are_told_through_their_mailbox_not_called():
+    from vj.control.source import Source
+
+    class Listener(Source):
+        name = "listener"
+        listens = frozenset({"changed"})
+
+        def __init__(self):
+            super().__init__()
+            self.threads_seen = set()
+            self.values = {}
+
+        def start(self, bus):
+            self.spawn(self._run, "listener")
+
+        def _run(self):
+            while not self.stopping:
+                self.wait_mail(0.05)
+                self.deliver()
+
+        def on_changed(self, values):
+            self.threads_seen.add(threading.current_thread().name)
+            self.values.update(values)
+
+    src = Listener()
+    s = show(frames=400)
+    s.add_source(src)
+    s.on_frame.append(at_frame(5, lambda s: s.bus.post("osc", "zoom", 0.33)))
+    s.on_frame.append(lambda s: s.stop() if src.values.get("zoom") == 0.33 else None)
+    report = s.run()
+    assert src.values["zoom"] == 0.33 and report["frames"] < 400
+    assert src.threads_seen == {"listener"}, "hooks ran on the source's own thread"
+    assert (
+        report["sources"]["listener"] == {"alive": False, "restarts": 0, "error": None}
+        or report["sources"]["listener"]["restarts"] == 0
+    )
+
+
+def test_a_source_thread_that_dies_is_restarted_and_shown():
+    from vj.control.source import Source
+
+    class Fragile(Source):
+        name = "fragile"
+
+        def __init__(self):
+            super().__init__()
+            self.runs = 0
+            self.bus = None
+
+        def start(self, bus):
+            self.bus = bus
+            self.spawn(self._run, "fragile")
+
+        def _run(self):
+            self.runs += 1
+            if self.runs < 3:
+                raise RecursionError("maximum recursion depth exceeded")
+            while not self.stopping:
+                self.bus.post("fragile", "zoom", 0.25)
+                self._stopping.wait(0.05)
+
+    src = Fragile()
+    s = show(frames=2000)
+    s.add_source(src)
+    lines = []
+    s.on_frame.append(lambda s: lines.append("\n".join(s._hud_lines(0.0))) if s.frames % 10 == 0 else None)
+    s.on_frame.append(lambda s: s.stop() if s.params.target("zoom") == 0.25 else None)
+    report = s.run()
+    assert report["params"]["zoom"] == 0.25, "the source came back and posts again"
+    assert report["sources"]["fragile"]["restarts"] == 2
+    assert "RecursionError" in report["sources"]["fragile"]["error"]
+    assert any("fragile restarted 2x" in text for text in lines)

@@ -246,3 +246,37 @@ def test_the_brush_paints_where_the_mouse_drags_and_fades_away():
     assert np.abs(painted[64, 40:90] - grey).sum(axis=1).min() > 60, "a stroke along the drag"
     assert np.abs(painted[10, 10] - grey).sum() == 0, "and nowhere else"
     assert np.abs(later[64, 40:90] - grey).sum(axis=1).max() < np.abs(painted[64, 40:90] - grey).sum(axis=1).max() / 4
+
+
+def test_a_scene_with_a_large_image_and_a_brush_swaps_in_only_once_started(tmp_path):
+    """The new layers start off the loop thread; the loop must never step a layer whose start-up has not run."""
+    import cv2
+
+    from vj.scenes import load_scenes
+
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), np.random.default_rng(1).integers(0, 255, (2160, 3840, 3), np.uint8))
+    (tmp_path / "01-plain.toml").write_text('name = "Plain"\n')
+    (tmp_path / "02-layers.toml").write_text(
+        'name = "Layers"\ntransition = 0.0\n'
+        f'[[layers]]\nkind = "image"\nsource = "{big}"\nopacity = 0.5\n'
+        '[[layers]]\nkind = "brush"\nopacity = 1.0\n'
+    )
+    s = Show(
+        ShowConfig(size=(160, 90), gen_size=(96, 96), headless=True, frames=3000, scenes=load_scenes(tmp_path), scene=1)
+    )
+    switched = []
+
+    def watch(s: Show) -> None:
+        if s.frames in (3, 6, 9):  # switch back and forth while the big image decodes
+            s.bus.post("osc", "scene", 2 if s.frames != 6 else 1)
+        if s.frames > 9 and len(s.mixer.layers) == 2:
+            switched.append(s.frames)
+            if len(switched) > 30:
+                s.stop()
+
+    s.on_frame.append(watch)
+    report = s.run()
+    assert switched, "the layers came in"
+    assert [layer["error"] for layer in report["layers"]] == [None, None]
+    assert report["frames"] < 3000

@@ -147,16 +147,23 @@ def test_a_dying_loop_sparks_by_itself_and_comes_back_to_life():
 
 
 def test_a_manual_spark_blooms_over_n_frames_without_a_hard_cut():
-    s = show(frames=200, params={"spark_sensitivity": 0.0, "spark_frames": 24, "zoom": 0.0})
+    # Waits on generated frames, not on display frames: on a busy machine the bloom's 24 generated frames may
+    # span many more display frames than on a quiet one.
+    s = show(frames=20_000, params={"spark_sensitivity": 0.0, "spark_frames": 24, "zoom": 0.0})
     blooms, pictures = [], []
     original = s.blender.push
     s.blender.push = lambda frame, now: (blooms.append(frame.bloom), original(frame, now))[-1]
+    settled: list[int] = []
 
     def watch(s: Show) -> None:
         if s.frames == 100:
             s.bus.post("osc", "spark", op="fire")
         if s.frames >= 95:
             pictures.append(s.window.screenshot().astype(np.int16))
+        if any(b is not None and b >= 1.0 for b in blooms):
+            settled.append(s.frames)  # the last bloom step was generated: let the crossfade land, then stop
+            if len(settled) > 30 and len(blooms) > blooms.index(1.0) + 3:
+                s.stop()
 
     s.on_frame.append(watch)
     report = s.run()

@@ -18,9 +18,10 @@ from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
-# set: absolute value.  add: relative, in the parameter's units.  nudge: relative, in the parameter's steps.
+# set: absolute value (with ``glide`` seconds: ease there, a scene transition).  jump: absolute, skipping any
+# smoothing.  add: relative, in the parameter's units.  nudge: relative, in the parameter's steps.
 # toggle: flip a bool.  fire: a trigger or an action without a value.
-Op = Literal["set", "add", "nudge", "toggle", "fire"]
+Op = Literal["set", "jump", "add", "nudge", "toggle", "fire"]
 
 # Sources the report always lists, even at zero.
 SOURCES = ("keys", "osc", "midi", "voice", "scene")
@@ -35,10 +36,11 @@ class Event:
     target: str
     value: Any = None
     op: Op = "set"
+    glide: float | None = None
     posted: float = field(default_factory=time.monotonic)
 
     def describe(self) -> str:
-        if self.op == "set":
+        if self.op in ("set", "jump"):
             return f"{self.source}: {self.target} = {_short(self.value)}"
         if self.op in ("add", "nudge"):
             return f"{self.source}: {self.target} {self.value:+g}{'' if self.op == 'add' else ' step'}"
@@ -55,7 +57,7 @@ def _short(value: Any) -> str:
 def _merge(queue: list[Event], event: Event) -> None:
     """Fold ``event`` into the events already waiting for the same target."""
     last = queue[-1] if queue else None
-    if event.op == "set":
+    if event.op in ("set", "jump"):
         queue[:] = [event]
     elif last is not None and last.op == event.op and event.op in ("add", "nudge"):
         queue[-1] = replace(event, value=last.value + event.value)
@@ -77,22 +79,17 @@ class ControlBus:
         self.rejected: Counter[str] = Counter(dict.fromkeys(SOURCES, 0))
         self._reported: set[tuple[str, str]] = set()
 
-    def post(self, source: str, target: str, value: Any = None, op: Op = "set") -> None:
+    def post(self, source: str, target: str, value: Any = None, op: Op = "set", glide: float | None = None) -> None:
         """Queue a change from ``source``. Safe from any thread."""
         if op in ("add", "nudge") and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise TypeError(f"{op} needs a number, got {value!r}")
-        event = Event(source, target, value, op)
+        event = Event(source, target, value, op, glide)
         with self._lock:
             self.posted[source] += 1
             queue = self._pending.pop(target, [])
             _merge(queue, event)
             if queue:
                 self._pending[target] = queue  # re-inserted: targets keep the order they were last touched
-
-    def count(self, source: str, n: int = 1) -> None:
-        """Count changes a source made without going through the queue (a scene applied by the loop itself)."""
-        with self._lock:
-            self.posted[source] += n
 
     def reject(self, source: str, reason: str, key: str | None = None) -> None:
         """Count a message from ``source`` that was dropped; log the first one of each ``key`` (e.g. address)."""

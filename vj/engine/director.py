@@ -42,8 +42,8 @@ class Director:
         if not self.scenes:
             raise ParamError("there are no scenes (put scene files in scenes/ or give --scenes)")
         n = len(self.scenes)
-        if isinstance(ref, str) and ref.strip().isdigit():
-            ref = int(ref)
+        if isinstance(ref, str) and ref.strip().isascii() and ref.strip().isdigit():
+            ref = int(ref)  # "²" is a digit to str.isdigit() but not a number to int()
         if isinstance(ref, float) and ref.is_integer():
             ref = int(ref)
         if isinstance(ref, int) and not isinstance(ref, bool):

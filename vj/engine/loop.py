@@ -16,27 +16,29 @@ Each display frame:
     dreams             offer the frame to the dream keeper (a thread: scoring and writing never wait here)
     pace               sleep until the next frame is due
 
-Other threads (OSC server, MIDI callbacks, the voice worker) only ever ``bus.post()``; sources are objects with
-``start(bus)`` and ``stop()`` added with ``Show.add_source`` — the loop never needs to know what they are. A source
-may also have ``changed(values)`` (called on the loop thread with every parameter whose target changed, and once
-with all of them at the start: OSC out, controller LEDs, pick-up), ``status()`` (a line for the HUD) and
-``report()`` (a section of the report, under the source's ``name``).
+Other threads (OSC server, MIDI callbacks, the voice worker) only ever ``bus.post()``; sources are
+``vj.control.source.Source`` objects added with ``Show.add_source``. The loop never calls into a source's state: it
+posts ``changed`` (every parameter whose target changed, and all of them once at the start: OSC out, controller
+LEDs, pick-up) and ``remap`` (a scene's mapping) into the source's mailbox, and reads ``status()``, ``report()`` and
+``health()`` (a source thread that died or restarted shows in the HUD and the report).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any
 
 from vj.control.actions import ACTION_NAMES
 from vj.control.bus import ControlBus, Event
 from vj.control.mapping import Mapping, merge
+from vj.control.source import Source, health_line
 from vj.engine.blend import FrameBlender, OutputLevel, SceneFade
+from vj.engine.clock import Clock, RealClock
 from vj.engine.director import Director
 from vj.engine.mixer import Mixer
 from vj.engine.spark import Sparks
@@ -53,13 +55,6 @@ from vj.scenes import ReplayOptions, Scene
 log = logging.getLogger(__name__)
 
 MAX_DT = 0.25  # a stall (a dragged window, a suspended laptop) must not fling the camera across the dream
-
-
-class Source(Protocol):
-    name: str
-
-    def start(self, bus: ControlBus) -> None: ...
-    def stop(self) -> None: ...
 
 
 @dataclass
@@ -96,8 +91,10 @@ class Show:
         bus: ControlBus | None = None,
         params: ParamStore | None = None,
         build: base.GeneratorFactory | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
+        self.clock: Clock = clock or RealClock()
         self.bus = bus or ControlBus()
         self.params = params or ParamStore()
         self.mixer = Mixer(config.layers, config.gen_size)
@@ -118,10 +115,8 @@ class Show:
         self.last_event: Event | None = None
         self.last_event_at = 0.0
         self.elapsed = 0.0
-        self.frame_started = 0.0  # perf_counter() at the start of the current frame
         self.sources: list[Source] = []
-        self._sinks: list[Any] = []
-        self._running = threading.Event()
+        self._stopping = threading.Event()  # set once: a stop asked for before run() still counts
         self._actions: dict[str, Callable[[Event], None]] = {
             "quit": lambda e: self.stop(),
             "stop": self._stop_motion,
@@ -157,14 +152,16 @@ class Show:
         self._prompt_commit: str | None = None
         self._replay_feed: tuple[ReplayOptions, float, int] | None = None  # options, next bloom time, index
         self._spark_image: Any = None  # what the current spark number blooms: None = a fresh image
+        self._inbox: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._layers_wanted: Mixer | None = None
         self.on_frame: list[Callable[[Show], None]] = []  # called after each presented frame (tests, recorders)
 
     def add_source(self, source: Source) -> None:
         self.sources.append(source)
 
     def stop(self) -> None:
-        """End the show after the current frame. Safe from any thread."""
-        self._running.clear()
+        """End the show after the current frame (or before the first). Safe from any thread, and from a signal."""
+        self._stopping.set()
 
     # -- applying control events -----------------------------------------------------------------------------
     def apply(self, events: list[Event]) -> None:
@@ -174,7 +171,11 @@ class Show:
             except ParamError as e:
                 self.bus.reject(event.source, str(e), key=event.target)
                 continue
-            self.last_event, self.last_event_at = event, time.monotonic()
+            except Exception as e:
+                log.debug("event %s failed", event.describe(), exc_info=True)
+                self.bus.reject(event.source, f"{event.describe()}: {type(e).__name__}: {e}", key=event.target)
+                continue
+            self.last_event, self.last_event_at = event, self.clock.now()
 
     def _apply_one(self, e: Event) -> None:
         if e.target in self._actions:
@@ -183,7 +184,9 @@ class Show:
         if e.target not in self.params:
             raise unknown(e.target, list(self.params.specs) + list(self._actions), "parameter or action")
         if e.op == "set":
-            self.params.set(e.target, e.value)
+            self.params.set(e.target, e.value, glide=e.glide)
+        elif e.op == "jump":
+            self.params.jump(e.target, e.value)
         elif e.op == "add":
             self.params.add(e.target, e.value)
         elif e.op == "nudge":
@@ -196,15 +199,12 @@ class Show:
         elif e.op == "fire":
             self.params.fire(e.target)
 
-    def _tell_sinks(self, names: list[str]) -> None:
-        if not names or not self._sinks:
+    def _tell_sources(self, names: list[str]) -> None:
+        if not names or not self.sources:
             return
         values = {n: self.params.target(n) for n in names if self.params.spec(n).kind != "trigger"}
-        for sink in self._sinks:
-            try:
-                sink.changed(values)
-            except Exception:
-                log.exception("%s failed to take parameter changes", getattr(sink, "name", sink))
+        for source in self.sources:
+            source.tell("changed", values)
 
     def _pointer(self, event: Any) -> None:
         """The mouse paints with the brush layer, if there is one."""
@@ -224,33 +224,30 @@ class Show:
 
     # -- scenes (the Director calls these; see vj.engine.director.Stage) ----------------------------------------
     def apply_scene(self, scene: Scene, reload: bool) -> None:
-        now = time.perf_counter()
+        now = self.clock.now()
         fade = scene.transition if self.frames else 0.0  # the scene a show starts with is there from the first frame
         if not reload and fade > 0 and self._last_picture is not None:
             self._fade = SceneFade(self._last_picture, self.camera, now, fade)
-        p, applied = self.params, 0
-        for name, spec in p.specs.items():
-            if name in scene.params:
-                value = scene.params[name]
-            elif spec.look:
-                value = spec.default  # a scene sets the whole look
-            else:
-                continue
+        # A scene is a source like any other: its values go through the bus and land with the next frame's drain.
+        post = self.bus.post
+
+        def look(name: str, value: Any) -> None:
             if fade > 0:
-                p.set(name, value, glide=fade)
+                post("scene", name, value, "set", glide=fade)
             else:
-                p.jump(name, value)
-            applied += 1
+                post("scene", name, value, "jump")
+
+        for name, spec in self.params.specs.items():
+            if name in scene.params:
+                look(name, scene.params[name])
+            elif spec.look:
+                look(name, spec.default)  # a scene sets the whole look
         self._prompt_commit = None
         if scene.prompts:
-            p.set("prompt", scene.prompts[0])
+            post("scene", "prompt", scene.prompts[0])
             if scene.blend is not None:
-                p.set("prompt_b", scene.prompts[1])
-                if fade > 0:
-                    p.set("prompt_blend", scene.blend, glide=fade)
-                else:
-                    p.jump("prompt_blend", scene.blend)
-            applied += 1
+                post("scene", "prompt_b", scene.prompts[1])
+                look("prompt_blend", scene.blend)
         name, options = scene.generator or self.config.generator, dict(scene.generator_options)
         if name == self.config.generator:
             options = {**self.config.generator_options, **options}  # the command line's model, refined by the scene
@@ -280,11 +277,10 @@ class Show:
             self._generator_now = (name, options)
         if scene.layers is not None:
             self._set_layers(list(scene.layers), fade)
-        for source in self.sources:
-            remap = getattr(source, "remap", None)
-            if callable(remap) and self.config.mapping is not None:
-                remap(merge(self.config.mapping, scene.mapping) if scene.mapping else self.config.mapping)
-        self.bus.count("scene", applied)
+        if self.config.mapping is not None:
+            mapping = merge(self.config.mapping, scene.mapping) if scene.mapping else self.config.mapping
+            for source in self.sources:
+                source.tell("remap", mapping)
         log.info("scene %s: %s", self.director.number, scene.name)
 
     def next_prompt(self, prompt: str, transition: float) -> None:
@@ -303,28 +299,56 @@ class Show:
             self.params.jump("prompt_blend", 0.0)
             self._prompt_commit = None
 
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the loop thread at the start of the next frame. Safe from any thread: how helper threads
+        hand results to the one owner of the show's state."""
+        self._inbox.put(fn)
+
+    def _run_inbox(self) -> None:
+        while True:
+            try:
+                fn = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                fn()
+            except Exception:
+                log.exception("a message to the loop failed")
+
     def _set_layers(self, specs: list[LayerSpec], fade: float) -> None:
-        old, new = self.mixer, Mixer(specs, self.config.gen_size)
-        for layer, spec in zip(new.layers, specs, strict=True):
-            self.params.jump(layer.param, 0.0)
-            self.params.set(layer.param, spec.opacity, glide=fade)
-        self.mixer = new
+        """Start the scene's layers off the loop thread (decoding files takes time); the loop swaps them in only
+        when they say they are ready, so it never draws a layer whose start-up has not run."""
+        new = Mixer(specs, self.config.gen_size)
+        self._layers_wanted = new
 
-        # Decoding files and joining threads take time: never on the loop thread.
-        def swap() -> None:
-            new.start()
-            old.stop()
+        def ready() -> None:
+            if self._layers_wanted is not new:  # a newer scene asked for other layers meanwhile
+                threading.Thread(target=new.stop, name="vj-layers-stop", daemon=True).start()
+                return
+            old, self.mixer = self.mixer, new
+            for layer, spec in zip(new.layers, specs, strict=True):
+                self.params.jump(layer.param, 0.0)
+                self.params.set(layer.param, spec.opacity, glide=fade)
+            threading.Thread(target=old.stop, name="vj-layers-stop", daemon=True).start()
 
-        threading.Thread(target=swap, name="vj-layers", daemon=True).start()
+        def start() -> None:
+            try:
+                new.start()
+            except Exception:
+                log.exception("starting the scene's layers failed; the old ones stay")
+                return
+            self.call_soon(ready)
+
+        threading.Thread(target=start, name="vj-layers", daemon=True).start()
 
     def _switch_scene(self, e: Event) -> None:
-        self.director.switch(e.value, self, time.perf_counter())
+        self.director.switch(e.value, self, self.clock.now())
 
     def _replay(self, e: Event) -> None:
         scene = next((s for s in self.director.scenes if s.kind == "replay"), None)
         if scene is None:
             raise ParamError('there is no replay scene (add one with kind = "replay" to scenes/)')
-        self.director.switch(self.director.scenes.index(scene) + 1, self, time.perf_counter())
+        self.director.switch(self.director.scenes.index(scene) + 1, self, self.clock.now())
 
     def _feed_replay(self, now: float) -> Any:
         """A replay scene with feed = true: every few seconds, the next stored dream blooms into the live loop."""
@@ -335,7 +359,7 @@ class Show:
         if now < due or not images:
             return None
         self._replay_feed = (options, now + options.seconds, index + 1)
-        self.sparks.request("replay", time.monotonic(), 0.0)
+        self.sparks.request("replay", now, 0.0)
         return images[index % len(images)]
 
     def _scene_name(self) -> str | None:
@@ -385,24 +409,22 @@ class Show:
         self.keyboard = Keyboard(self.window.pg, self.bus)
         fallback = base.factory("sketch", cfg.gen_size) if cfg.generator != "sketch" else None
         self.worker = GeneratorWorker(self._build, cfg.gen_size, name=cfg.generator, fallback=fallback, max_fps=cfg.fps)
-        self._running.set()
         self.mixer.start()
         if self.keeper is not None:
             self.keeper.start()
         if cfg.scene is not None:
-            self.director.switch(cfg.scene, self, time.perf_counter())  # before the worker builds a generator
+            self.director.switch(cfg.scene, self, self.clock.now())  # before the worker builds a generator
         self.worker.start()
         for source in self.sources:
             source.start(self.bus)
-        self._sinks = [s for s in self.sources if callable(getattr(s, "changed", None))]
         self.params.take_changed()
-        self._tell_sinks(list(self.params.specs))
+        self._tell_sources(list(self.params.specs))
         try:
             self._loop()
         except KeyboardInterrupt:
             log.info("interrupted")
         finally:
-            self._running.clear()
+            self._stopping.set()
             for source in reversed(self.sources):
                 try:
                     source.stop()
@@ -417,13 +439,11 @@ class Show:
         return self.report()
 
     def _loop(self) -> None:
-        cfg, worker, window = self.config, self.worker, self.window
-        assert worker is not None
+        cfg, clock = self.config, self.clock
         period = 1.0 / cfg.fps
-        clock = time.perf_counter
-        start = last = next_due = clock()
-        while self._running.is_set():
-            now = clock()
+        start = last = next_due = clock.now()
+        while not self._stopping.is_set():
+            now = clock.now()
             if self.frames:
                 interval = now - last
                 self.interval_ms.add(interval * 1000)
@@ -431,79 +451,83 @@ class Show:
                     self.late_frames += 1
             dt = min(MAX_DT, now - last)
             last = now
-            self.frame_started = now
-
-            for event in window.events():
-                self.keyboard.handle(event)
-                self._pointer(event)
-            self.apply(self.bus.drain())
-            self.director.step(self, now)
-            self._step_prompt()
-            self._tell_sinks(self.params.take_changed())
-            self.params.step(dt)
-            values = self.params.values()
-            for name in self.params.take_fired():
-                if name == "spark" and self.sparks.request("manual", time.monotonic(), float(values["spark_cooldown"])):
-                    self._spark_image = None
-                elif name == "save":
-                    self._save()
-            if not values["freeze"]:
-                self.camera = motion.advance(self.camera, values, dt)
-                self.mixer.step(dt)
-            replayed = self._feed_replay(now)
-            if replayed is not None:
-                self._spark_image = replayed
-            worker.submit(Job(values, self.camera, self.sparks.seq, self.mixer.loop_inputs(values), self._spark_image))
-            worker.check()
-            frame = worker.poll()
-            if frame is not None:
-                self.blender.push(frame, now)
-                self.shown += 1
-                self._latest = frame
-                if frame.vitals is not None and self.sparks.observe(
-                    frame.vitals, values, time.monotonic(), frame.bloom is not None
-                ):
-                    self._spark_image = None
-                if self.keeper is not None and frame.aesthetics is not None:
-                    self.keeper.offer(
-                        frame.image,
-                        frame.params,
-                        frame.aesthetics.mean,
-                        scene=self._scene_name(),
-                        generator=worker.stats.producing,
-                        now=now,
-                        latent=frame.latent,
-                    )
-            picture = self.blender.compose(self.camera, now)
-            if picture is not None:
-                picture = self.mixer.compose_top(picture, values)
-                if self._fade is not None:
-                    picture = self._fade.apply(picture, self.camera, now)
-                    if self._fade.done(now):
-                        self._fade = None
-                self._last_picture = picture
-                level = 0.0 if values["blackout"] else float(values["brightness"])
-                picture = self.output.apply(picture, level, dt)
-            if self.hud.due(now):
-                self.hud.update(self._hud_lines(now), now)
-            window.present(picture, self.hud.surface())
-            self.frames += 1
-            self.frame_ms.add((clock() - now) * 1000)
+            self.step(now, dt)
+            if self.frames == 1:
+                log.info("first frame on screen")
+            self.frame_ms.add((clock.now() - now) * 1000)
             for callback in self.on_frame:
                 callback(self)
-
-            self.elapsed = clock() - start
+            self.elapsed = clock.now() - start
             if (cfg.seconds is not None and self.elapsed >= cfg.seconds) or (
                 cfg.frames is not None and self.frames >= cfg.frames
             ):
                 break
             next_due += period
-            delay = next_due - clock()
+            delay = next_due - clock.now()
             if delay > 0:
-                time.sleep(delay)
+                clock.sleep(delay)
             elif delay < -period:
-                next_due = clock()  # fell behind: do not rush to catch up, just carry on from now
-        self.elapsed = clock() - start
+                next_due = clock.now()  # fell behind: do not rush to catch up, just carry on from now
+        self.elapsed = clock.now() - start
+
+    def step(self, now: float, dt: float) -> None:
+        """One display frame at time ``now``, ``dt`` seconds after the last one."""
+        worker, window = self.worker, self.window
+        assert worker is not None
+        for event in window.events():
+            self.keyboard.handle(event)
+            self._pointer(event)
+        self._run_inbox()
+        self.apply(self.bus.drain())
+        self.director.step(self, now)
+        self._step_prompt()
+        self._tell_sources(self.params.take_changed())
+        self.params.step(dt)
+        values = self.params.values()
+        for name in self.params.take_fired():
+            if name == "spark" and self.sparks.request("manual", now, float(values["spark_cooldown"])):
+                self._spark_image = None
+            elif name == "save":
+                self._save()
+        if not values["freeze"]:
+            self.camera = motion.advance(self.camera, values, dt)
+            self.mixer.step(dt)
+        replayed = self._feed_replay(now)
+        if replayed is not None:
+            self._spark_image = replayed
+        worker.submit(Job(values, self.camera, self.sparks.seq, self.mixer.loop_inputs(values), self._spark_image))
+        worker.check()
+        frame = worker.poll()
+        if frame is not None:
+            self.blender.push(frame, now)
+            self.shown += 1
+            self._latest = frame
+            if frame.vitals is not None and self.sparks.observe(frame.vitals, values, now, frame.bloom is not None):
+                self._spark_image = None
+            if self.keeper is not None and frame.aesthetics is not None:
+                self.keeper.offer(
+                    frame.image,
+                    frame.params,
+                    frame.aesthetics.mean,
+                    scene=self._scene_name(),
+                    generator=worker.stats.producing,
+                    now=now,
+                    latent=frame.latent,
+                )
+        picture = self.blender.compose(self.camera, now)
+        if picture is not None:
+            picture = self.mixer.compose_top(picture, values)
+            if self._fade is not None:
+                picture = self._fade.apply(picture, self.camera, now)
+                if self._fade.done(now):
+                    self._fade = None
+            self._last_picture = picture
+            level = 0.0 if values["blackout"] else float(values["brightness"])
+            picture = self.output.apply(picture, level, dt)
+        if self.hud.due(now):
+            self.hud.update(self._hud_lines(now), now)
+        window.present(picture, self.hud.surface())
+        self.frames += 1
 
     # -- what the performer and the report see ----------------------------------------------------------
     def _hud_lines(self, now: float) -> list[str]:
@@ -544,9 +568,12 @@ class Show:
         lines.append(spark + (f"   layers {len(self.mixer.layers)}" if self.mixer.layers else ""))
         if self.last_event is not None:
             lines.append(f"last: {self.last_event.describe()}  ({now - self.last_event_at:.0f} s ago)")
-        status = [cast(Any, s).status() for s in self.sources if callable(getattr(s, "status", None))]
+        status = [line for line in (s.status() for s in self.sources) if line]
         if status:
             lines.append("   ".join(status))
+        trouble = health_line(self.sources)
+        if trouble:
+            lines.append(trouble)
         if self.keyboard is not None and self.keyboard.typing is not None:
             lines.append(f"prompt> {self.keyboard.typing}_")
         lines.extend(HELP)
@@ -590,5 +617,6 @@ class Show:
                 "headless": self.config.headless,
             },
             "layers": self.mixer.describe(),
-            **{s.name: cast(Any, s).report() for s in self.sources if callable(getattr(s, "report", None))},
+            "sources": {s.name: s.health() for s in self.sources},
+            **{s.name: section for s in self.sources if (section := s.report()) is not None},
         }

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from vj.control.bus import ControlBus
+from vj.control.source import Source
 from vj.control.voice.grammar import Command, GrammarOptions, parse
 from vj.control.voice.listen import PushToTalk, SpeechGate, Utterance
 from vj.control.voice.recognize import Recognizer, RecognizerOptions
@@ -91,21 +92,21 @@ def operations(command: Command, targets: dict[str, Any]) -> list[tuple[str, Any
     return table.get(c, [])
 
 
-class VoiceSource:
+class VoiceSource(Source):
     name = "voice"
+    listens = frozenset({"changed"})  # current values (relative commands start from them) and the ptt button
 
     def __init__(self, options: VoiceOptions, scenes: tuple[str, ...] = ()) -> None:
+        super().__init__()
         self.options = options
         self.scenes = scenes
         self.recognizer = Recognizer(options.recognizer)
         self.capture: Any = None
         self.targets: dict[str, Any] = {}
         self._bus: ControlBus | None = None
-        self._stop = threading.Event()
         self._utterances: queue.Queue[tuple[Utterance, float] | None] = queue.Queue(maxsize=8)
         self._ptt = PushToTalk()
         self._ptt_lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
         self.utterances = 0
         self.commands = 0
         self.ignored = 0
@@ -129,21 +130,22 @@ class VoiceSource:
         self._bus = bus
         if self.capture is None:
             self.open()
-        self._threads = [
-            threading.Thread(target=self._recognise, name="vj-voice-asr", daemon=True),
-            threading.Thread(target=self._listen, name="vj-voice-audio", daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
+        self.spawn(self._recognise, "vj-voice-asr")
+        self.spawn(self._listen, "vj-voice-audio")
+        self.spawn(self._mail, "vj-voice-mail")
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         self._utterances.put(None)
-        for t in self._threads:
-            t.join(5)
+        self.join(5)
 
-    def changed(self, values: dict[str, Any]) -> None:
-        self.targets.update(values)
+    def _mail(self) -> None:
+        while not self.stopping:
+            self.wait_mail(0.2)
+            self.deliver()
+
+    def on_changed(self, values: dict[str, Any]) -> None:
+        self.targets = {**self.targets, **values}  # replaced whole: the recogniser thread reads it
         if "ptt" in values and self.options.mode == "ptt":
             with self._ptt_lock:
                 utterance = self._ptt.press(bool(values["ptt"]))
@@ -154,7 +156,7 @@ class VoiceSource:
     def _listen(self) -> None:
         gate = SpeechGate() if self.options.mode == "vad" else None
         try:
-            for piece in self.capture.pieces(self._stop):
+            for piece in self.capture.pieces(self._stopping):
                 if gate is not None:
                     for u in gate.feed(piece):
                         # When, on the wall clock, the speech ended: now, less the silence fed since.
