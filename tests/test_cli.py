@@ -84,14 +84,62 @@ def test_bad_input_is_a_clear_message_and_exit_2(args, message):
     assert "Traceback" not in out.stderr
 
 
+def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 120) -> None:
+    """Read the child's stderr until a line holds ``text`` (what it logs with -v), whatever the machine's speed."""
+    deadline = time.monotonic() + timeout
+    for line in proc.stderr:
+        if text in line:
+            return
+        assert time.monotonic() < deadline, f"no line with {text!r}"
+    raise AssertionError(f"the child ended before saying {text!r}")
+
+
 def test_sigterm_ends_the_show_cleanly_with_a_report(tmp_path):
     path = tmp_path / "r.json"
-    proc = start("run", "--headless", "--seconds", "60", "--size", "160x90", "--report", str(path))
-    time.sleep(2.5)
+    proc = start("-v", "run", "--headless", "--seconds", "600", "--size", "160x90", "--report", str(path))
+    wait_for_line(proc, "first frame on screen")
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 0
+    assert proc.wait(timeout=60) == 0
     report = json.loads(path.read_text())
-    assert 0 < report["seconds"] < 30 and report["frames"] > 0
+    assert 0 < report["seconds"] < 600 and report["frames"] > 0
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_during_start_up_ends_cleanly_with_a_report(tmp_path, presses):
+    path = tmp_path / "r.json"
+    proc = start("-v", "run", "--headless", "--seconds", "600", "--size", "160x90", "--report", str(path))
+    wait_for_line(proc, "starting the show")
+    for _ in range(presses):
+        proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0, rest
+    assert "Traceback" not in rest
+    report = json.loads(path.read_text())
+    assert report["seconds"] < 600
+
+
+def test_a_fifo_as_voice_file_is_refused_at_once(tmp_path):
+    import os
+
+    fifo = tmp_path / "voice.wav"
+    os.mkfifo(fifo)
+    out = vj("run", "--headless", "--frames", "5", "--voice-file", str(fifo), timeout=60)
+    assert out.returncode == 2 and "not a regular file" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_no_reachable_display_is_said_in_one_line_and_exit_2():
+    env = {k: v for k, v in ENV.items() if k not in ("SDL_VIDEODRIVER", "DISPLAY", "WAYLAND_DISPLAY")}
+    out = subprocess.run(
+        [sys.executable, "-m", "vj", "run", "--frames", "5", "--no-osc"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "no display" in out.stderr and "--headless" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_readme_documents_every_parameter_and_key():

@@ -169,8 +169,44 @@ def _keys_help() -> str:
     return "\n  ".join(("", *HELP))
 
 
+class _Interrupts:
+    """SIGINT and SIGTERM end the show cleanly, with its report, at any moment: during start-up (the show then
+    ends before its first frame), while it runs, and when pressed again while it closes. Five presses leave at
+    once, for a show stuck in native code."""
+
+    FORCE = 5
+
+    def __init__(self) -> None:
+        self.show: Any = None
+        self.count = 0
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count >= self.FORCE:
+            os.write(2, b"vj: interrupted again and again; leaving now without a report\n")
+            os._exit(130)
+        if self.count == 1:
+            os.write(2, b"vj: stopping...\n")
+        if self.show is not None:
+            self.show.stop()
+
+    @property
+    def pending(self) -> bool:
+        return self.count > 0
+
+
+interrupted = _Interrupts()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from vj.engine.loop import Show, ShowConfig
+
+    interrupted.install()
+    log.info("starting the show (Ctrl+C or SIGTERM end it cleanly, with its report)")
 
     params: dict[str, Any] = {}
     if args.prompt is not None:
@@ -213,7 +249,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         show.add_source(voice)
     for source in _control_sources(args, mapping):
         show.add_source(source)
-    signal.signal(signal.SIGTERM, lambda *_: show.stop())
+    interrupted.show = show
+    if interrupted.pending:  # Ctrl+C during start-up: no frames, but the report all the same
+        show.stop()
     report = show.run()
     _write_report(report, args.report)
     return 0
@@ -711,7 +749,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VjError as e:
         print(f"vj: {e}", file=sys.stderr)
         return 2
-    worker = sys.modules.get("vj.gen.worker")
+    except KeyboardInterrupt:
+        print("vj: interrupted", file=sys.stderr)
+        return 130
+    worker = sys.modules.get("vj.engine.worker")
     if worker is not None and worker.loading():
         # Quit while a model loads: the load cannot be interrupted, and tearing the interpreter down under it
         # aborts inside the native code. Everything else is closed and written: leave now.

@@ -63,6 +63,11 @@ class Window:
             pygame.font.init()
         except pygame.error as e:
             raise DeviceError(f"no display to open a window on ({e}); use --headless, or start a desktop") from e
+        driver = pygame.display.get_driver()
+        if not headless and driver in ("offscreen", "dummy") and os.environ.get("SDL_VIDEODRIVER") != driver:
+            # With no display reachable SDL falls back to drawing nowhere: the show would run invisibly.
+            pygame.display.quit()
+            raise DeviceError("no display to open a window on (is DISPLAY set?); use --headless, or start a desktop")
         count = pygame.display.get_num_displays()
         if not 0 <= display < count:
             raise DeviceError(

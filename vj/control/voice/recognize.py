@@ -172,8 +172,17 @@ class Recognizer:
 
 def read_audio(path: str | Path) -> np.ndarray:
     """Any audio file as 16 kHz mono float32 (decoded with PyAV, as faster-whisper does)."""
+    import stat
+
     from faster_whisper.audio import decode_audio
 
+    try:
+        mode = Path(path).stat().st_mode
+    except OSError as e:
+        raise ConfigError(f"cannot read it ({e.strerror})", file=str(path)) from None
+    if not stat.S_ISREG(mode):
+        # A FIFO or a device would block here until something writes to it, with no word to the user.
+        raise ConfigError("not a regular file (a pipe or a device?)", file=str(path), fix="give an audio file")
     try:
         return decode_audio(str(path), sampling_rate=RATE)
     except Exception as e:  # noqa: BLE001 - FFmpeg reports unreadable files in many ways
