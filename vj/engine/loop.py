@@ -149,6 +149,7 @@ class Show:
         self._fade: SceneFade | None = None
         self._last_picture: Any = None
         self._latest: Any = None  # the newest generated frame (for saving)
+        self.presented: Any = None  # the picture last presented, BGRA at the generator's size; None = black
         self._prompt_commit: str | None = None
         self._replay_feed: tuple[ReplayOptions, float, int] | None = None  # options, next bloom time, index
         self._spark_image: Any = None  # what the current spark number blooms: None = a fresh image
@@ -527,6 +528,7 @@ class Show:
         if self.hud.due(now):
             self.hud.update(self._hud_lines(now), now)
         window.present(picture, self.hud.surface())
+        self.presented = picture  # what the projector shows (no HUD), for recorders and checks
         self.frames += 1
 
     # -- what the performer and the report see ----------------------------------------------------------
