@@ -3,7 +3,8 @@
 # The environment lives in .venv (VJ_VENV moves it); it is re-installed only when pyproject.toml or the extras
 # change, so the second run starts at once. Extras that need torch get it first, pinned by VJ_TORCH (default
 # "torch==2.13.0"; e.g. VJ_TORCH="torch --index-url https://download.pytorch.org/whl/cpu" for a CPU build), so
-# that no other package drags in a different, much larger build.
+# that no other package drags in a different, much larger build. Every other package is pinned by constraints.txt
+# (the versions the test suite passed with), so a fresh machine gets what was tested; scripts/lock refreshes it.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${VJ_VENV:-$root/.venv}"
@@ -27,7 +28,7 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 
-want="$(cat "$root/pyproject.toml" "$root/scripts/_venv.sh" | sha256sum | cut -c1-16) [$extras]"
+want="$(cat "$root/pyproject.toml" "$root/constraints.txt" "$root/scripts/_venv.sh" | sha256sum | cut -c1-16) [$extras]"
 stamp="$venv/.vj-installed"
 if [ ! -f "$stamp" ] || ! grep -qxF "$want" "$stamp"; then
     echo "installing vj${extras:+[$extras]} into $venv (first run, or pyproject.toml changed)..." >&2
@@ -38,7 +39,8 @@ if [ ! -f "$stamp" ] || ! grep -qxF "$want" "$stamp"; then
     esac
     if ! { "$venv/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
         { [ ${#torch[@]} -eq 0 ] || "$venv/bin/python" -m pip install --disable-pip-version-check "${torch[@]}"; } &&
-        "$venv/bin/python" -m pip install --disable-pip-version-check -e "$root${extras:+[$extras]}"; } >"$log" 2>&1; then
+        "$venv/bin/python" -m pip install --disable-pip-version-check -c "$root/constraints.txt" \
+            -e "$root${extras:+[$extras]}"; } >"$log" 2>&1; then
         tail -n 30 "$log" >&2
         echo "installing failed; the whole log is in $log" >&2
         exit 1
