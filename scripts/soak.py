@@ -18,6 +18,7 @@ no crash.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -31,8 +32,6 @@ from typing import Any
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import numpy as np
 
 from vj.gen.sketch import SketchGenerator
 
@@ -108,11 +107,8 @@ def storm(port: int, rate: float, stop_at: float, scenes: int, seed: int) -> Non
         name = rng.choice(names)
         lo, hi = STORM[name]
         packet = bad[rng.randrange(len(bad))] if rng.random() < 0.05 else _osc(f"/vj/{name}", rng.uniform(lo, hi))
-        for msg in (packet,):
-            try:
-                sock.sendto(msg, ("127.0.0.1", port))
-            except OSError:
-                pass
+        with contextlib.suppress(OSError):  # a full socket buffer drops the packet, as a network would
+            sock.sendto(packet, ("127.0.0.1", port))
         sent += 1
         for due_at, msg in ((next_scene, None), (next_spark, "/vj/spark"), (next_save, "/vj/save")):
             if now < due_at:
@@ -201,7 +197,7 @@ def main() -> int:
     t0 = time.monotonic()
     try:
         report = show.run()
-    except Exception as e:  # a crash is a figure too
+    except Exception as e:  # noqa: BLE001 - a crash is a figure too
         crashed = f"{type(e).__name__}: {e}"
         report = show.report()
     sender.terminate()
