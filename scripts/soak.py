@@ -199,7 +199,7 @@ def main() -> int:
         report = show.run()
     except Exception as e:  # noqa: BLE001 - a crash is a figure too
         crashed = f"{type(e).__name__}: {e}"
-        report = show.report()
+        report = show.report().as_dict()
     sender.terminate()
     figures["rss_mb"]["end"] = round(rss_mb(), 1)
     warm = figures["rss_mb"].get("warm", figures["rss_mb"].get("first_frame", figures["rss_mb"]["start"]))

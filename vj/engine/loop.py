@@ -41,6 +41,7 @@ from vj.engine.blend import FrameBlender, OutputLevel, SceneFade
 from vj.engine.clock import Clock, RealClock
 from vj.engine.director import Director
 from vj.engine.mixer import Mixer
+from vj.engine.report import GeneratorSection, Report, SceneSection, SparkSection, WindowSection
 from vj.engine.spark import Sparks
 from vj.engine.worker import GeneratorWorker, Job
 from vj.errors import ConfigError, ParamError
@@ -437,7 +438,7 @@ class Show:
                 self.keeper.stop()
             self._window_state = (list(self.window.size), bool(self.window.fullscreen))
             self.window.close()
-        return self.report()
+        return self.report().as_dict()
 
     def _loop(self) -> None:
         cfg, clock = self.config, self.clock
@@ -581,44 +582,36 @@ class Show:
         lines.extend(HELP)
         return lines
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> Report:
         stats = self.worker.stats if self.worker else None
         elapsed = max(self.elapsed, 1e-9)
-        return {
-            "seconds": round(self.elapsed, 3),
-            "frames": self.frames,
-            "fps": round(self.frames / elapsed, 2),
-            "generated": stats.generated if stats else 0,
-            "shown": self.shown,
-            "frame_ms": self.frame_ms.summary(),
-            "interval_ms": self.interval_ms.summary(),
-            "late_frames": self.late_frames,
-            "params": {n: self.params.target(n) for n, s in self.params.specs.items() if s.kind != "trigger"},
-            "events": self.bus.counts(),
-            "rejected": self.bus.rejected_counts(),
-            **self.sparks.report(),
-            **self.director.report(),
-            "dreams_saved": self.keeper.rows if self.keeper is not None else 0,
-            "dreams": self.keeper.report() if self.keeper is not None else None,
-            "generator": {
-                "name": self.config.generator,
-                "size": list(self.config.gen_size),
-                "fps": round(stats.fps, 2) if stats else 0.0,
-                "errors": stats.errors if stats else 0,
-                "restarts": stats.restarts if stats else 0,
-                "hangs": stats.hangs if stats else 0,
-                "fallback": stats.fallback if stats else None,
-                "state": stats.state if stats else "starting",
-                "generated_by": dict(stats.generated_by) if stats else {},
-                "load_s": round(stats.load_s, 2) if stats and stats.load_s is not None else None,
-                "last_error": stats.last_error if stats else None,
-            },
-            "window": {
-                "size": self._window_state[0],
-                "fullscreen": self._window_state[1],
-                "headless": self.config.headless,
-            },
-            "layers": self.mixer.describe(),
-            "sources": {s.name: s.health() for s in self.sources},
-            **{s.name: section for s in self.sources if (section := s.report()) is not None},
-        }
+        gen = GeneratorSection(name=self.config.generator, size=list(self.config.gen_size))
+        if stats is not None:
+            gen.fps = round(stats.fps, 2)
+            gen.stand_in = stats.stand_in or None
+            gen.errors, gen.restarts, gen.hangs = stats.errors, stats.restarts, stats.hangs
+            gen.fallback, gen.state, gen.last_error = stats.fallback, stats.state, stats.last_error
+            gen.generated_by = dict(stats.generated_by)
+            gen.load_s = round(stats.load_s, 2) if stats.load_s is not None else None
+        return Report(
+            seconds=round(self.elapsed, 3),
+            frames=self.frames,
+            fps=round(self.frames / elapsed, 2),
+            generated=stats.generated if stats else 0,
+            shown=self.shown,
+            frame_ms=self.frame_ms.summary(),
+            interval_ms=self.interval_ms.summary(),
+            late_frames=self.late_frames,
+            params={n: self.params.target(n) for n, s in self.params.specs.items() if s.kind != "trigger"},
+            events=self.bus.counts(),
+            rejected=self.bus.rejected_counts(),
+            sparks=SparkSection(**self.sparks.report()),
+            scenes=SceneSection(**self.director.report()),
+            dreams_saved=self.keeper.rows if self.keeper is not None else 0,
+            dreams=self.keeper.report() if self.keeper is not None else None,
+            generator=gen,
+            window=WindowSection(self._window_state[0], self._window_state[1], self.config.headless),
+            layers=self.mixer.describe(),
+            sources={s.name: s.health() for s in self.sources},
+            sections={s.name: section for s in self.sources if (section := s.report()) is not None},
+        )

@@ -1,0 +1,84 @@
+"""The report a show writes at exit (``vj run --report``): a typed structure, written out as JSON.
+
+The fields and their meaning are the contract in the README ("The report"). Sources add a section each under
+their own name (``osc``, ``midi``, ``voice``...), and their health under ``sources``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class GeneratorSection:
+    name: str
+    size: list[int]
+    fps: float = 0.0  # frames/s of the generator named, not of a stand-in
+    stand_in: str | None = None  # what dreams while the generator named loads
+    stand_in_fps: float = 0.0
+    errors: int = 0
+    restarts: int = 0
+    hangs: int = 0
+    fallback: str | None = None
+    state: str = "starting"
+    generated_by: dict[str, int] = field(default_factory=dict)
+    load_s: float | None = None
+    last_error: str | None = None
+
+
+@dataclass
+class WindowSection:
+    size: list[int]
+    fullscreen: bool
+    headless: bool
+
+
+@dataclass
+class SparkSection:
+    sparks: int = 0
+    sparks_auto: int = 0
+    sparks_manual: int = 0
+    sparks_refused: int = 0
+    stagnant_frames: int = 0
+    stagnant_share: float = 0.0
+
+
+@dataclass
+class SceneSection:
+    scene: str | None = None
+    scene_number: int | None = None
+    scene_switches: int = 0
+    scene_errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    seconds: float
+    frames: int
+    fps: float
+    generated: int
+    shown: int
+    frame_ms: dict[str, float]
+    interval_ms: dict[str, float]
+    late_frames: int
+    params: dict[str, Any]
+    events: dict[str, int]
+    rejected: dict[str, int]
+    sparks: SparkSection
+    scenes: SceneSection
+    dreams_saved: int
+    dreams: dict[str, Any] | None
+    generator: GeneratorSection
+    window: WindowSection
+    layers: list[dict[str, Any]]
+    sources: dict[str, dict[str, Any]]  # name -> alive, restarts, error
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)  # each source's own, under its name
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form: spark and scene figures at the top level (as they always were), sections by name."""
+        out = asdict(self)
+        out.update(out.pop("sparks"))
+        out.update(out.pop("scenes"))
+        out.update(out.pop("sections"))
+        return out
