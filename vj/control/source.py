@@ -6,8 +6,8 @@ router's pick-up table, an OSC router) is touched by one thread — the source's
 
     loop thread                        source's thread
     -----------                        ---------------
-    source.tell("changed", values) --> [mailbox] --> take_mail() -> on_changed(values)
-    source.tell("remap", mapping)  --> [mailbox] --> take_mail() -> on_remap(mapping)
+    source.tell("changed", values) --> [mailbox] --> deliver() -> on_changed(values)
+    source.tell("remap", mapping)  --> [mailbox] --> deliver() -> on_remap(mapping)
     source.status() / report()     <-- plain attributes the source's thread keeps (reads of ints and strings)
 
 Threads a source starts with ``spawn`` are guarded: a thread that raises is logged, counted and started again
@@ -39,7 +39,7 @@ class Source:
     listens: ClassVar[frozenset[str]] = frozenset()  # mail kinds the loop sends: "changed", "remap"
 
     def __init__(self) -> None:
-        self._mail: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._mailbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self.threads: list[threading.Thread] = []
         self.restarts = 0
@@ -58,7 +58,7 @@ class Source:
     def tell(self, kind: str, payload: Any) -> None:
         """Post mail for the source's own thread. Never blocks; ignored for kinds the source does not listen to."""
         if kind in self.listens:
-            self._mail.put((kind, payload))
+            self._mailbox.put((kind, payload))
 
     def status(self) -> str | None:
         """A line for the HUD (read on the loop thread: plain attributes only)."""
@@ -81,7 +81,7 @@ class Source:
         n = 0
         while True:
             try:
-                kind, payload = self._mail.get_nowait()
+                kind, payload = self._mailbox.get_nowait()
             except queue.Empty:
                 break
             n += 1
@@ -98,10 +98,10 @@ class Source:
     def wait_mail(self, timeout: float) -> None:
         """Block until mail comes or ``timeout`` passes (for a source thread with nothing else to wait on)."""
         try:
-            item = self._mail.get(timeout=timeout)
+            item = self._mailbox.get(timeout=timeout)
         except queue.Empty:
             return
-        self._mail.put(item)  # deliver() reads it with the rest, in order enough: changed values coalesce anyway
+        self._mailbox.put(item)  # deliver() reads it with the rest, in order enough: changed values coalesce anyway
 
     def on_changed(self, values: dict[str, Any]) -> None:
         """Parameters whose target changed (and all of them once at the start)."""

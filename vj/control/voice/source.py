@@ -132,14 +132,14 @@ class VoiceSource(Source):
             self.open()
         self.spawn(self._recognise, "vj-voice-asr")
         self.spawn(self._listen, "vj-voice-audio")
-        self.spawn(self._mail, "vj-voice-mail")
+        self.spawn(self._read_mail, "vj-voice-mail")
 
     def stop(self) -> None:
         self._stopping.set()
         self._utterances.put(None)
         self.join(5)
 
-    def _mail(self) -> None:
+    def _read_mail(self) -> None:
         while not self.stopping:
             self.wait_mail(0.2)
             self.deliver()
