@@ -71,3 +71,13 @@ def test_fullscreen_toggles_to_the_desktop_size_and_back(window):
     window.present(bgra(64, 48))
     window.toggle_fullscreen()
     assert not window.fullscreen and window.size == (320, 180)
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\x1b[31mred", "emoji 🎛️ knob", "\ud800", "x" * 5000, "tab\there"])
+def test_the_hud_draws_any_text_a_file_or_a_sender_brings(window, text):
+    from vj.output.hud import Hud, printable
+
+    hud = Hud(window.pg)
+    hud.update([f"prompt: {text}", f"scene 1/1: {text}"], 0.0)
+    assert hud.surface() is not None
+    assert "\x00" not in printable(text) and len(printable(text)) <= 200

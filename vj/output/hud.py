@@ -6,9 +6,23 @@ frame budget, and numbers that flicker every frame cannot be read anyway.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 REFRESH_S = 0.25
+MAX_CHARS = 200  # a line longer than this cannot be read on a projector anyway
+
+
+def printable(line: str) -> str:
+    """``line`` as the font can draw it: control characters (NUL makes the renderer raise) and characters outside
+    the Basic Multilingual Plane (SDL_ttf refuses them) become a visible placeholder; long lines are cut."""
+    out = []
+    for ch in line[:MAX_CHARS]:
+        if ord(ch) > 0xFFFF or unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn"):
+            out.append("?")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 class Hud:
@@ -33,7 +47,12 @@ class Hud:
             return
         self._lines = lines
         pg, font = self.pg, self.font
-        rows = [font.render(line, True, (235, 235, 235)) for line in lines]
+        rows = []
+        for line in lines:
+            try:
+                rows.append(font.render(printable(line), True, (235, 235, 235)))
+            except (pg.error, ValueError):  # whatever text comes in, the HUD must not take the show down
+                rows.append(font.render("(unprintable line)", True, (235, 235, 235)))
         width = max((r.get_width() for r in rows), default=0) + 16
         height = sum(r.get_height() + 2 for r in rows) + 12
         panel = pg.Surface((width, height), pg.SRCALPHA)
