@@ -14,7 +14,7 @@ from tests.child import ROOT, finish, start, vj
 from vj.dreams.keeper import DreamKeeper
 from vj.dreams.replay import ReplayGenerator
 from vj.dreams.store import DreamStore
-from vj.errors import ConfigError, GeneratorError
+from vj.errors import ConfigError, GeneratorUnusable
 from vj.frame.aesthetics import aesthetics, features, novelty, score
 
 
@@ -257,7 +257,7 @@ def test_replay_morphs_along_the_motion_between_two_dreams(tmp_path):
 
 
 def test_replay_without_dreams_says_what_to_do(tmp_path):
-    with pytest.raises(GeneratorError, match="no dreams stored"):
+    with pytest.raises(GeneratorUnusable, match=r"no dreams stored yet: .*run a show with --dreams there"):
         ReplayGenerator((64, 64), folder=tmp_path).load()
 
 

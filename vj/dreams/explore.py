@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from vj.dreams import STRATEGIES
-from vj.dreams.keeper import keep_if_good
+from vj.dreams.keeper import keep_if_good, makes_dreams
 from vj.dreams.store import DreamStore, new_session
+from vj.errors import ConfigError
 from vj.frame import motion
 from vj.frame.aesthetics import aesthetics, features, novelty, score
 from vj.gen import base
@@ -170,6 +171,8 @@ def explore(
 ) -> Result:
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}")
+    if not makes_dreams(generator):  # the same rule as the show's keeper: no test patterns or replays in the store
+        raise ConfigError(f"{generator} makes no dreams worth keeping", key="--generator", fix="use sketch or lcm")
     rng = random.Random(seed)
     store = DreamStore(folder)
     session = new_session()

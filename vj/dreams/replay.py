@@ -6,6 +6,9 @@ both are pushed along the flow toward each other while they crossfade, so shapes
 dissolving. With ``morph = false`` it is a plain crossfade. When the show runs a model (lcm) and the dreams kept
 its latents, the morph is a walk between the two latents instead (spherical interpolation, decoded by the model's
 own autoencoder): the in-between frames are pictures the model could have made, not a blend of two.
+
+With nothing to replay (no store yet, an empty or damaged one, only dreams from generators whose frames are not
+dreams) loading raises ``GeneratorUnusable``: the worker then falls back at once and the show keeps dreaming live.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vj.errors import GeneratorError
+from vj.errors import ConfigError, GeneratorError, GeneratorUnusable
 from vj.frame.compose import cover
 from vj.gen.base import Generator
 
@@ -32,6 +35,7 @@ MORPH_SHARE = 0.25  # of each dream's time spent morphing into the next
 class ReplayGenerator(Generator):
     name = "replay"
     frame_timeout = 5.0
+    replays_dreams = True  # its frames are stored dreams already: the keeper does not keep them again
 
     def __init__(
         self,
@@ -62,20 +66,37 @@ class ReplayGenerator(Generator):
         self._flows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def load(self) -> None:
-        from vj.dreams.store import DreamStore, default_folder
+        import sqlite3
+
+        from vj.dreams.keeper import makes_dreams
+        from vj.dreams.store import DB, DreamStore, default_folder
 
         folder = self.folder or default_folder()
-        if not (folder / "dreams.sqlite").is_file():
-            raise GeneratorError(f"no dreams stored in {folder} yet: run a show with --dreams there, or vj dream")
-        store = DreamStore(folder, create=False)
+        advice = "run a show with --dreams there, or vj dream; dreaming live meanwhile"
+        if not (folder / DB).is_file():
+            raise GeneratorUnusable(f"no dreams stored yet: {folder} has no {DB} ({advice})")
         try:
-            dreams = store.top(self.count)
-            self.images = [cover(store.image(d), (self.width, self.height)) for d in dreams]
-            latents = [store.latent(d) for d in dreams] if self.model and self.morph else []
+            store = DreamStore(folder, create=False)
+        except ConfigError as e:
+            raise GeneratorUnusable(f"cannot replay dreams: {e}") from None
+        latents: list[np.ndarray | None] = []
+        try:
+            unkept = [g for g in store.generators() if not makes_dreams(g)]  # decay's noise, replay's own frames
+            for d in store.top(self.count, exclude=unkept):
+                try:
+                    image = store.image(d)
+                except ConfigError as e:  # one picture gone: replay the others
+                    log.warning("replay: %s", e)
+                    continue
+                self.images.append(cover(image, (self.width, self.height)))
+                if self.model and self.morph:
+                    latents.append(_latent(store, d))
+        except (sqlite3.Error, OSError, ValueError) as e:
+            raise GeneratorUnusable(f"cannot replay dreams: the store in {folder} cannot be read ({e})") from None
         finally:
             store.close()
         if not self.images:
-            raise GeneratorError(f"the dream store in {folder} is empty")
+            raise GeneratorUnusable(f"no dreams stored yet: the store in {folder} has none to replay ({advice})")
         shape = (1, 4, self.height // 8, self.width // 8)
         if latents and all(z is not None and z.shape == shape for z in latents):
             from vj.gen.lcm import LatentDecoder
@@ -127,6 +148,14 @@ class ReplayGenerator(Generator):
         if index not in self._flows:
             self._flows = {index: (flow(a, b), flow(b, a))}  # one pair at a time
         return self._flows[index]
+
+
+def _latent(store: Any, dream: Any) -> np.ndarray | None:
+    try:
+        return store.latent(dream)
+    except (OSError, ValueError) as e:  # a missing or damaged latent: that pair morphs along the flow instead
+        log.warning("replay: dream %s: latent unreadable (%s)", dream.id, e)
+        return None
 
 
 def flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -5,11 +5,21 @@ written under a temporary name, flushed to disk and renamed *before* its row is 
 has its picture; a crash between the two leaves at most an unlisted file, which ``prune`` removes. Removing works
 the other way round: the row goes first, then the file.
 
+Failures: a write that fails (a full disk, above all) removes what it had written of that dream, temporary files
+included, so the store is left as it was and opens again. Opening reads before it writes (the schema is created
+or migrated only when it needs to be), so a store on a full disk still opens for listing and replay. A damaged
+database (``StoreBroken``) is never moved or repaired behind the user's back: its images live beside it, and a
+fresh database in the same folder would take them for strays (``prune`` deletes strays), while ``sqlite3 .recover``
+can often rescue the rows. The message says to move the whole folder aside instead.
+
 One ``DreamStore`` per thread (SQLite connections stay on the thread that made them).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import json
 import os
 import re
@@ -50,6 +60,41 @@ CREATE TABLE IF NOT EXISTS dreams (
 );
 CREATE INDEX IF NOT EXISTS dreams_rank ON dreams (session, saved, score);
 """
+# Columns added since the first stores were made: (name, definition for ALTER TABLE ADD COLUMN).
+MIGRATIONS = (("generator", "generator TEXT NOT NULL DEFAULT 'unknown'"),)
+
+# SQLite's primary result codes that say something about the store itself.
+SQLITE_CORRUPT, SQLITE_FULL, SQLITE_NOTADB = 11, 13, 26
+
+
+class StoreBroken(ConfigError):
+    """The store's database is damaged: nothing can be read or written until it is moved aside."""
+
+
+def trouble(e: BaseException) -> str | None:
+    """What a failed store operation says about the store: ``"broken"`` (the database is damaged), ``"full"``
+    (no space left on the disk), or None (anything else: worth counting, not worth giving up for)."""
+    if isinstance(e, StoreBroken):
+        return "broken"
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "full"
+    if isinstance(e, sqlite3.Error):
+        code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
+        if code in (SQLITE_CORRUPT, SQLITE_NOTADB) or "malformed" in str(e) or "not a database" in str(e):
+            return "broken"
+        if code == SQLITE_FULL or "disk is full" in str(e):
+            return "full"
+    return None
+
+
+def broken(path: Path, detail: str) -> StoreBroken:
+    aside = f"{path.parent}.broken-{time.strftime('%Y%m%d-%H%M%S')}"
+    return StoreBroken(
+        f"the dream store is damaged ({detail})",
+        file=str(path),
+        fix=f"move the folder aside to start a fresh one: mv {path.parent} {aside}; "
+        f"`sqlite3 {aside}/{DB} .recover` may rescue its rows",
+    )
 
 
 def default_folder() -> Path:
@@ -81,6 +126,13 @@ class Dream:
     height: int
     features: np.ndarray | None
 
+    def line(self) -> str:
+        """One line of ``vj dreams list``: id, * when saved by hand, score, time, scene, generator, prompt."""
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.created))
+        mark = "*" if self.saved else " "
+        scene, gen = self.scene or "-", self.generator
+        return f"{self.id:6d} {mark} {self.score:.3f}  {when}  {scene:<16.16}  {gen:<8.8}  {self.prompt[:60]}"
+
 
 def _row(r: sqlite3.Row) -> Dream:
     feats = np.frombuffer(r["features"], np.float32).copy() if r["features"] is not None else None
@@ -105,13 +157,17 @@ def _row(r: sqlite3.Row) -> Dream:
 
 
 def _durable_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that it is on disk, whole, before this returns."""
+    """Write ``data`` to ``path`` so that it is on disk, whole, before this returns. On failure nothing is left."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a half-written file would only take space a full disk does not have
+        raise
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)  # the rename itself
@@ -129,17 +185,41 @@ class DreamStore:
             (self.folder / "images").mkdir(parents=True, exist_ok=True)
             (self.folder / "latents").mkdir(exist_ok=True)
             self.db = sqlite3.connect(path, timeout=10)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = FULL")
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise ConfigError(f"made by a newer vj (schema {version})", file=str(path), fix="update vj")
-            self.db.executescript(SCHEMA)
-            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            self.db.commit()
         except (OSError, sqlite3.Error) as e:
             raise ConfigError(f"cannot open the dream store ({e})", file=str(path)) from None
+        try:
+            self._prepare(path)
+        except ConfigError:
+            self.db.close()
+            raise
+        except (OSError, sqlite3.Error) as e:
+            self.db.close()
+            if trouble(e) == "broken":
+                raise broken(path, str(e)) from None
+            raise ConfigError(f"cannot open the dream store ({e})", file=str(path)) from None
+
+    def _prepare(self, path: Path) -> None:
+        """Check the database and bring its schema up to date, writing only what has to change."""
+        self.db.row_factory = sqlite3.Row
+        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = FULL")
+        # A page damaged in the middle would otherwise only show up at the first write, minutes into a show.
+        check = self.db.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if check != "ok":
+            raise broken(path, "quick_check: " + str(check).splitlines()[-1].strip())
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise ConfigError(f"made by a newer vj (schema {version})", file=str(path), fix="update vj")
+        columns = {r["name"] for r in self.db.execute("PRAGMA table_info(dreams)")}
+        if not columns:
+            self.db.executescript(SCHEMA)
+        for name, definition in MIGRATIONS:
+            if columns and name not in columns:
+                self.db.execute(f"ALTER TABLE dreams ADD COLUMN {definition}")
+        if version != SCHEMA_VERSION:
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self.db.commit()
 
     def close(self) -> None:
         self.db.close()
@@ -161,48 +241,57 @@ class DreamStore:
         latent: np.ndarray | None = None,
         features: np.ndarray | None = None,
     ) -> Dream:
-        """Keep one dream: its files first, then its row, committed before this returns."""
+        """Keep one dream: its files first, then its row, committed before this returns. When any of it fails,
+        what was written of this dream is removed again."""
         created = time.time()
         stem = f"{session}-{int(created * 1000) % 10**9:09d}-{secrets.token_hex(3)}"
         ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         if not ok:
             raise ValueError("could not encode the image")
         image_name = f"images/{stem}.png"
-        _durable_write(self.folder / image_name, png.tobytes())
-        latent_name = None
-        if latent is not None:
-            latent_name = f"latents/{stem}.npy"
-            import io
-
-            buf = io.BytesIO()
-            np.save(buf, np.asarray(latent))
-            _durable_write(self.folder / latent_name, buf.getvalue())
+        latent_name = None if latent is None else f"latents/{stem}.npy"
         h, w = image.shape[:2]
-        with self.db:
-            cur = self.db.execute(
-                "INSERT INTO dreams (created, session, prompt, seed, params, score, scores, scene, generator, image,"
-                " latent, saved, width, height, features) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    created,
-                    session,
-                    prompt,
-                    int(seed),
-                    json.dumps(params, default=str),
-                    float(score),
-                    json.dumps(scores),
-                    scene,
-                    generator,
-                    image_name,
-                    latent_name,
-                    int(saved),
-                    w,
-                    h,
-                    None if features is None else np.asarray(features, np.float32).tobytes(),
-                ),
-            )
-        row = self.get(int(cur.lastrowid or 0))
-        assert row is not None
-        return row
+        row = (
+            created,
+            session,
+            prompt,
+            int(seed),
+            json.dumps(params, default=str),
+            float(score),
+            json.dumps(scores),
+            scene,
+            generator,
+            image_name,
+            latent_name,
+            int(saved),
+            w,
+            h,
+            None if features is None else np.asarray(features, np.float32).tobytes(),
+        )
+        try:
+            _durable_write(self.folder / image_name, png.tobytes())
+            if latent is not None and latent_name is not None:
+                buf = io.BytesIO()
+                np.save(buf, np.asarray(latent))
+                _durable_write(self.folder / latent_name, buf.getvalue())
+            with self.db:
+                cur = self.db.execute(
+                    "INSERT INTO dreams (created, session, prompt, seed, params, score, scores, scene, generator,"
+                    " image, latent, saved, width, height, features) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    row,
+                )
+        except BaseException:
+            # No row, so no files: a dream that did not make it leaves nothing behind to fill the disk. A commit
+            # that failed may leave its transaction open; a later commit must not list files removed here.
+            with contextlib.suppress(sqlite3.Error):
+                self.db.rollback()
+            for name in (image_name, latent_name):
+                if name:
+                    (self.folder / name).unlink(missing_ok=True)
+            raise
+        dream = self.get(int(cur.lastrowid or 0))
+        assert dream is not None
+        return dream
 
     def remove(self, dreams: Iterable[Dream]) -> int:
         """Rows first (one transaction), then their files."""
@@ -221,6 +310,17 @@ class DreamStore:
         """Drop this session's dreams beyond its ``keep`` best; saved ones always stay."""
         rows = self.db.execute(
             "SELECT * FROM dreams WHERE session = ? AND saved = 0 ORDER BY score DESC, id ASC LIMIT -1 OFFSET ?",
+            (session, keep),
+        ).fetchall()
+        gone = [_row(r) for r in rows]
+        self.remove(gone)
+        return gone
+
+    def evict_saved(self, session: str, keep: int) -> list[Dream]:
+        """Drop this session's oldest hand-saved dreams beyond its ``keep`` newest: a save button held down must
+        not fill the disk."""
+        rows = self.db.execute(
+            "SELECT * FROM dreams WHERE session = ? AND saved = 1 ORDER BY created DESC, id DESC LIMIT -1 OFFSET ?",
             (session, keep),
         ).fetchall()
         gone = [_row(r) for r in rows]
@@ -251,9 +351,20 @@ class DreamStore:
         r = self.db.execute("SELECT * FROM dreams WHERE id = ?", (dream_id,)).fetchone()
         return _row(r) if r else None
 
-    def top(self, n: int | None = None, session: str | None = None, saved: bool | None = None) -> list[Dream]:
+    def top(
+        self,
+        n: int | None = None,
+        session: str | None = None,
+        saved: bool | None = None,
+        exclude: Iterable[str] = (),
+    ) -> list[Dream]:
+        """The best dreams first, each with the generator that made it; ``exclude``: generators to leave out."""
         where: list[str] = []
         args: list[Any] = []
+        exclude = list(exclude)
+        if exclude:
+            where.append(f"generator NOT IN ({','.join('?' * len(exclude))})")
+            args.extend(exclude)
         if session is not None:
             where.append("session = ?")
             args.append(session)
@@ -263,6 +374,10 @@ class DreamStore:
         sql = "SELECT * FROM dreams" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY score DESC, id ASC" + (f" LIMIT {int(n)}" if n is not None else "")
         return [_row(r) for r in self.db.execute(sql, args)]
+
+    def generators(self) -> set[str]:
+        """The names of the generators that made the stored dreams."""
+        return {name for (name,) in self.db.execute("SELECT DISTINCT generator FROM dreams")}
 
     def count(self, session: str | None = None) -> int:
         if session is None:
