@@ -448,16 +448,12 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def cmd_dreams_list(args: argparse.Namespace) -> int:
-    import time as _time
-
     store = _store(args)
     try:
         dreams = store.top(args.top, session=args.session, saved=True if args.saved else None)
         print(f"{store.count()} dreams in {store.folder}")
         for d in dreams:
-            when = _time.strftime("%Y-%m-%d %H:%M", _time.localtime(d.created))
-            mark = "*" if d.saved else " "
-            print(f"{d.id:6d} {mark} {d.score:.3f}  {when}  {d.scene or '-':<16.16}  {d.prompt[:60]}")
+            print(d.line())
     finally:
         store.close()
     return 0

@@ -409,7 +409,7 @@ class Show:
         self.hud = Hud(self.window.pg)
         self.hud.visible = cfg.hud
         self.keyboard = Keyboard(self.window.pg, self.bus)
-        fallback = base.factory("sketch", cfg.gen_size) if cfg.generator != "sketch" else None
+        fallback = base.factory("sketch", cfg.gen_size)  # always: a scene's generator (replay) may fail on sketch too
         self.worker = GeneratorWorker(self._build, cfg.gen_size, name=cfg.generator, fallback=fallback, max_fps=cfg.fps)
         self.mixer.start()
         if self.keeper is not None:
@@ -562,6 +562,8 @@ class Show:
             lines.append(f"scene {d.number}/{len(d.scenes)}: {d.active.name}")
         for error in list(d.errors.values())[:2]:
             lines.append(f"SCENE NOT RELOADED: {error}"[:140])
+        if self.keeper is not None and (line := self.keeper.status()):
+            lines.append(line[:160])
         if stats.fallback and stats.last_error:
             lines.append(f"{stats.name.upper()} FAILED, showing {stats.fallback}: {stats.last_error}"[:160])
         sp = self.sparks

@@ -3,6 +3,9 @@
 It does what a tired img2img loop does, only faster: contrast, colour and detail melt away within a few seconds.
 Run it to watch sparks rescue a dying dream: ``vj run --generator decay``. A fresh image (its first frame, or a
 spark's) is a burst of coloured noise at three scales.
+
+It is marked ``diagnostic``: its frames are never kept as dreams (that noise scores higher than any real dream, and
+replaying it would project coloured confetti).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ FADE = 0.006  # of the way to grey, per frame: about four seconds from a fresh i
 class DecayGenerator(Generator):
     name = "decay"
     frame_timeout = 2.0
+    diagnostic = True  # a test pattern, not a dream: the dream keeper leaves its frames alone
 
     def __init__(self, size: tuple[int, int] = (512, 512), **options: Any) -> None:
         super().__init__(size, **options)
