@@ -296,3 +296,27 @@ def test_a_source_thread_that_dies_is_restarted_and_shown():
     assert report["sources"]["fragile"]["restarts"] == 2
     assert "RecursionError" in report["sources"]["fragile"]["error"]
     assert any("fragile restarted 2x" in text for text in lines)
+
+
+def test_the_top_dreams_scene_on_an_empty_store_keeps_dreaming_live(tmp_path):
+    from vj.scenes import load_scenes
+
+    (tmp_path / "scenes").mkdir()
+    (tmp_path / "scenes" / "01-top.toml").write_text('name = "Top"\nkind = "replay"\n')
+    config = ShowConfig(
+        size=(160, 90),
+        gen_size=(64, 64),
+        headless=True,
+        frames=5000,
+        scenes=load_scenes(tmp_path / "scenes"),
+        scene=1,
+        dreams=tmp_path / "empty",
+    )
+    s = Show(config)
+    levels = []
+    s.on_frame.append(lambda s: levels.append(float(s.presented[..., :3].mean())) if s.presented is not None else None)
+    s.on_frame.append(lambda s: s.stop() if s.shown >= 30 else None)
+    report = s.run()
+    assert report["shown"] >= 30 and report["frames"] < 5000, "frames kept coming"
+    assert report["generator"]["fallback"] == "sketch"
+    assert min(levels[-20:]) > 10, "not black"
