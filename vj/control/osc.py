@@ -15,6 +15,13 @@ channel every frame, and an unchanged fader must not undo what a voice command o
 
 ``OscRouter`` turns one message into bus operations and knows nothing of sockets; ``OscServer`` is the socket
 thread around it, using python-osc's parser; ``OscFeedback`` sends parameter changes back out.
+
+Packets come from anyone who can reach the port, so each is checked before python-osc sees it (``check_packet``):
+at most ``MAX_PACKET`` bytes, bundle element sizes positive and inside the packet (python-osc loops forever on a
+negative one), bundles nested at most ``MAX_DEPTH`` deep, at most ``MAX_ARGS`` type tags, arrays nested at most
+``MAX_DEPTH`` deep (python-osc recurses per level). A token bucket caps the work per second
+(``MAX_PACKETS_PER_S``, ``MAX_BYTES_PER_S``): past it packets are dropped unparsed and counted, so a flood cannot
+take the interpreter away from the display.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import socket
-import threading
+import struct
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +37,7 @@ from typing import Any
 from vj.control.actions import ACTIONS
 from vj.control.bus import ControlBus, Op
 from vj.control.mapping import Mapping, OscRoute
+from vj.control.source import Source
 from vj.errors import DeviceError
 from vj.params import PARAMS, ParamSpec
 
@@ -41,6 +49,15 @@ REPEAT_S = 2.0
 RANGE_SLACK = 1e-6  # float senders round; a hair outside the range is still in it
 
 Operation = tuple[str, Any, Op]  # (target, value, op) for bus.post
+
+MAX_PACKET = 8192  # bytes; real controllers send tens to hundreds. Bigger packets are dropped unparsed.
+MAX_DEPTH = 4  # bundles in bundles, arrays in arrays
+MAX_ARGS = 64  # type tags in one message
+MAX_ELEMENTS = 256  # messages in one bundle, all levels together
+MAX_TEXT = 1000  # characters in a string argument (a prompt)
+MAX_PACKETS_PER_S = 2000
+MAX_BYTES_PER_S = 1 << 20
+TYPE_TAGS = frozenset("ifsbhtdScrmTFNI[]")
 
 
 class Reject(Exception):
@@ -77,6 +94,80 @@ def _pressed(args: Sequence[Any]) -> bool:
     return bool(a) if isinstance(a, bool) else _number(a) != 0
 
 
+def _string_end(data: bytes, start: int) -> int:
+    """Offset just past the padded OSC string that starts at ``start``."""
+    end = data.find(b"\0", start)
+    if end < 0:
+        raise Reject("a string without its terminating zero")
+    return start + ((end - start) // 4 + 1) * 4
+
+
+def check_packet(data: bytes) -> None:
+    """``Reject`` unless ``data`` is an OSC packet python-osc can parse in bounded time and stack."""
+    if len(data) > MAX_PACKET:
+        raise Reject(f"{len(data)} bytes is more than {MAX_PACKET}")
+    elements = [0]
+
+    def element(start: int, end: int, depth: int) -> None:
+        elements[0] += 1
+        if elements[0] > MAX_ELEMENTS:
+            raise Reject(f"more than {MAX_ELEMENTS} messages in one bundle")
+        if data.startswith(b"#bundle\0", start):
+            if depth >= MAX_DEPTH:
+                raise Reject(f"bundles nested more than {MAX_DEPTH} deep")
+            pos = start + 16  # "#bundle\0" and the time tag
+            if pos > end:
+                raise Reject("a bundle shorter than its header")
+            while pos < end:
+                if pos + 4 > end:
+                    raise Reject("a bundle element without its size")
+                (size,) = struct.unpack_from(">i", data, pos)
+                pos += 4
+                if size <= 0 or size % 4 or pos + size > end:
+                    raise Reject(f"a bundle element of size {size} at byte {pos}")
+                element(pos, pos + size, depth + 1)
+                pos += size
+            return
+        if data[start : start + 1] != b"/":
+            raise Reject("not an OSC message or bundle")
+        tags_at = _string_end(data, start)
+        if tags_at >= end or data[tags_at : tags_at + 1] != b",":
+            return  # no type tags: python-osc reads it as a message without arguments
+        tags_end = data.find(b"\0", tags_at, end)
+        tags = data[tags_at + 1 : tags_end if tags_end >= 0 else end]
+        if len(tags) > MAX_ARGS:
+            raise Reject(f"{len(tags)} type tags is more than {MAX_ARGS}")
+        if not set(tags.decode("latin-1")) <= TYPE_TAGS:
+            raise Reject("unknown type tags")
+        nesting = 0
+        for tag in tags:
+            nesting += (tag == ord("[")) - (tag == ord("]"))
+            if nesting > MAX_DEPTH or nesting < 0:
+                raise Reject(f"arrays nested more than {MAX_DEPTH} deep, or unbalanced")
+
+    element(0, len(data), 0)
+
+
+class Budget:
+    """A token bucket: how many packets and bytes per second the OSC thread may parse."""
+
+    def __init__(self, packets: float = MAX_PACKETS_PER_S, nbytes: float = MAX_BYTES_PER_S) -> None:
+        self.rate = (packets, nbytes)
+        self.tokens = [packets, nbytes]
+        self.at = time.monotonic()
+
+    def take(self, size: int, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        elapsed, self.at = now - self.at, now
+        for i, rate in enumerate(self.rate):
+            self.tokens[i] = min(rate, self.tokens[i] + elapsed * rate)  # at most one second's worth saved up
+        if self.tokens[0] < 1 or self.tokens[1] < size:
+            return False
+        self.tokens[0] -= 1
+        self.tokens[1] -= size
+        return True
+
+
 class OscRouter:
     def __init__(self, mapping: Mapping | None = None) -> None:
         self.params = {p.name: p for p in PARAMS}
@@ -86,8 +177,16 @@ class OscRouter:
         self.duplicates = 0
 
     def route(self, address: str, args: Sequence[Any], now: float | None = None) -> list[Operation]:
-        """What ``address args`` asks for, as bus operations; ``Reject`` when it cannot be used."""
-        ops = self._route(address, args)
+        """What ``address args`` asks for, as bus operations; ``Reject`` when it cannot be used (and nothing else:
+        a sender must not be able to raise anything else out of here)."""
+        if any(isinstance(a, str) and len(a) > MAX_TEXT for a in args):
+            raise Reject(f"a string longer than {MAX_TEXT} characters")
+        try:
+            ops = self._route(address, args)
+        except Reject:
+            raise
+        except Exception as e:  # noqa: BLE001 - odd values (huge ints, nested lists) must only ever be rejected
+            raise Reject(f"unusable arguments ({type(e).__name__})") from None
         if ops and ops[0][2] == "set":
             now = time.monotonic() if now is None else now
             key = tuple(args)
@@ -170,22 +269,26 @@ class OscRouter:
         return self._param(target.param, args)
 
 
-class OscServer:
-    """The OSC source: a UDP socket on its own thread, posting to the bus."""
+class OscServer(Source):
+    """The OSC source: a UDP socket on its own (guarded) thread, posting to the bus."""
 
     name = "osc"
+    listens = frozenset({"remap"})
 
     def __init__(self, host: str = "127.0.0.1", port: int = 9000, mapping: Mapping | None = None) -> None:
+        super().__init__()
         self.host, self.port = host, port
         self.router = OscRouter(mapping)
         self._duplicates = 0  # counted by routers replaced since
         self.packets = 0
         self.messages = 0
         self.malformed = 0
+        self.oversize = 0
+        self.dropped = 0  # over the per-second budget: not even parsed
         self.error: str | None = None
+        self.budget = Budget()
         self._sock: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._running = threading.Event()
+        self._bus: ControlBus | None = None
 
     def bind(self) -> None:
         """Open the socket now (so a busy port is known before the show starts)."""
@@ -209,58 +312,74 @@ class OscServer:
                 self.error = str(e)
                 log.error("%s; the show runs without OSC input", e)
                 return
-        self._running.set()
-        self._thread = threading.Thread(target=self._serve, args=(bus,), name="vj-osc", daemon=True)
-        self._thread.start()
+        self._bus = bus
+        self.spawn(self._serve, "vj-osc")
         log.info("listening for OSC on %s:%d", self.host, self.port)
 
     def stop(self) -> None:
-        self._running.clear()
-        if self._thread is not None:
-            self._thread.join(2)
+        super().stop()
         if self._sock is not None:
             self._sock.close()
 
-    def _serve(self, bus: ControlBus) -> None:
-        from pythonosc.osc_packet import OscPacket
-
-        assert self._sock is not None
-        while self._running.is_set():
+    def _serve(self) -> None:
+        sock, bus = self._sock, self._bus
+        assert sock is not None and bus is not None
+        while not self.stopping:
+            self.deliver()
             try:
-                data, _ = self._sock.recvfrom(65536)
+                data, _ = sock.recvfrom(65536)
             except TimeoutError:
                 continue
             except OSError:
-                if self._running.is_set():
-                    log.exception("OSC socket failed")
-                break
-            self.packets += 1
-            try:
-                messages = [m.message for m in OscPacket(data).messages]
-            except Exception as e:  # noqa: BLE001 - python-osc raises more than ParseError on random bytes
-                self.malformed += 1
-                bus.reject("osc", f"a packet that is not valid OSC ({type(e).__name__})", key="<malformed packet>")
-                continue
-            for message in messages:
-                self.messages += 1
-                self.handle(bus, message.address, message.params)
+                if self.stopping:
+                    return
+                raise  # the guard logs it, counts a restart and serves again
+            self.receive(bus, data)
+
+    def receive(self, bus: ControlBus, data: bytes) -> None:
+        """One datagram: checked, within the budget, parsed, routed. Never raises."""
+        from pythonosc.osc_packet import OscPacket
+
+        self.packets += 1
+        if not self.budget.take(len(data)):
+            self.dropped += 1  # a flood: not even looked at, and not logged per packet
+            return
+        try:
+            check_packet(data)
+        except Reject as e:
+            if len(data) > MAX_PACKET:
+                self.oversize += 1
+            self.malformed += 1
+            bus.reject("osc", f"a packet that is not usable OSC ({e})", key=f"<{str(e)[:24]}>")
+            return
+        try:
+            messages = [m.message for m in OscPacket(data).messages]
+        except Exception as e:  # noqa: BLE001 - python-osc raises more than ParseError on random bytes
+            self.malformed += 1
+            bus.reject("osc", f"a packet that is not valid OSC ({type(e).__name__})", key="<malformed packet>")
+            return
+        for message in messages:
+            self.messages += 1
+            self.handle(bus, message.address, message.params)
 
     def handle(self, bus: ControlBus, address: str, args: Sequence[Any]) -> None:
         try:
             ops = self.router.route(address, args)
         except Reject as e:
-            bus.reject("osc", f"{address}: {e}", key=address)
+            bus.reject("osc", f"{address[:80]}: {e}", key=address[:80])
             return
         for target, value, op in ops:
             bus.post("osc", target, value, op)
 
-    def remap(self, mapping: Mapping) -> None:
-        """Take a new mapping (a scene's overrides): one attribute swap, safe while the socket thread runs."""
+    def on_remap(self, mapping: Mapping) -> None:
+        """A scene's mapping overrides, on the socket thread that routes with it."""
         self._duplicates += self.router.duplicates
         self.router = OscRouter(mapping)
 
     def status(self) -> str:
-        return f"OSC off ({self.error})" if self.error else f"OSC :{self.port}"
+        if self.error:
+            return f"OSC off ({self.error})"
+        return f"OSC :{self.port}" + (f"  dropped {self.dropped}" if self.dropped else "")
 
     def report(self) -> dict[str, Any]:
         return {
@@ -269,31 +388,38 @@ class OscServer:
             "packets": self.packets,
             "messages": self.messages,
             "malformed": self.malformed,
+            "oversize": self.oversize,
+            "dropped": self.dropped,
             "duplicates": self._duplicates + self.router.duplicates,
             "error": self.error,
         }
 
 
-class OscFeedback:
-    """Sends every parameter change, from any source, to HOST:PORT as ``/vj/<param> <value>``."""
+class OscFeedback(Source):
+    """Sends every parameter change, from any source, to HOST:PORT as ``/vj/<param> <value>`` (from its own thread:
+    the loop only posts the changes to its mailbox)."""
 
     name = "osc_out"
+    listens = frozenset({"changed"})
 
     def __init__(self, host: str, port: int) -> None:
         from pythonosc.udp_client import SimpleUDPClient
 
+        super().__init__()
         self.host, self.port = host, port
         self.client = SimpleUDPClient(host, port)
         self.sent = 0
         self.failed = 0
 
     def start(self, bus: ControlBus) -> None:
-        pass
+        self.spawn(self._run, "vj-osc-out")
 
-    def stop(self) -> None:
-        pass
+    def _run(self) -> None:
+        while not self.stopping:
+            self.wait_mail(0.2)
+            self.deliver()
 
-    def changed(self, values: dict[str, Any]) -> None:
+    def on_changed(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
             out = int(value) if isinstance(value, bool) else value
             try:
