@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
+import queue
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -31,6 +31,7 @@ from typing import Any
 from vj.control.bus import ControlBus
 from vj.control.mapping import RELATIVE, CcRoute, Mapping, NoteRoute
 from vj.control.osc import Operation
+from vj.control.source import Source
 from vj.errors import DeviceError
 
 log = logging.getLogger(__name__)
@@ -264,14 +265,21 @@ def match_port(query: str, names: list[str]) -> str | None:
     return hits[0] if hits else None
 
 
-class MidiInput:
-    """The MIDI source: one input port (and optionally an output for feedback), reconnecting as devices come and go."""
+class MidiInput(Source):
+    """The MIDI source: one input port (and optionally an output for feedback), reconnecting as devices come and go.
+
+    One thread owns everything: rtmidi's callback only queues the message; the source's thread takes messages and
+    the loop's mail (current values, a scene's mapping) in turn, runs the router (pick-up state included), posts to
+    the bus, lights LEDs and checks the ports. ``status()`` and ``report()`` read what that thread publishes.
+    """
 
     name = "midi"
+    listens = frozenset({"changed", "remap"})
 
     def __init__(
         self, query: str | None, mapping: Mapping, *, out_query: str | None = None, backend: str | None = None
     ) -> None:
+        super().__init__()
         self.query = query or mapping.device
         if not self.query:
             raise DeviceError("no MIDI device given: use --midi-in NAME or set device in the mapping's [midi] table")
@@ -283,13 +291,13 @@ class MidiInput:
         self.connects = 0
         self.disconnects = 0
         self.rejected = 0
+        self.arrived = 0
         self.connected_at_end: bool | None = None
         self._port: Any = None
         self._out: Any = None
         self._bus: ControlBus | None = None
-        self._lock = threading.Lock()
-        self._running = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._incoming: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pickups: tuple[str, ...] = ()  # published by the source's thread for the HUD
 
     # -- source ----------------------------------------------------------------------------------------------
     def start(self, bus: ControlBus) -> None:
@@ -298,7 +306,6 @@ class MidiInput:
             self._probe = PortProbe(self.backend)
         except DeviceError as e:
             log.warning("%s; listing ports the slow way", e)
-        self._running.set()
         self._check()
         if self._port is None:
             log.warning(
@@ -306,22 +313,34 @@ class MidiInput:
                 self.query,
                 ", ".join(self._safe_names()) or "none",
             )
-        self._thread = threading.Thread(target=self._watch, name="vj-midi", daemon=True)
-        self._thread.start()
+        self.spawn(self._run, "vj-midi")
 
     def stop(self) -> None:
-        self._running.clear()
-        if self._thread is not None:
-            self._thread.join(3)
+        super().stop()
         self.connected_at_end = self._port is not None
-        with self._lock:
-            self._close()
-            if self._out is not None:
-                self._out.close()
-                self._out = None
-            if self._probe is not None:
-                self._probe.close()
-                self._probe = None
+        self._close()
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
+
+    def _run(self) -> None:
+        next_check = time.monotonic() + RECONNECT_S
+        while not self.stopping:
+            try:
+                msg = self._incoming.get(timeout=0.05)
+                for _ in range(1000):  # a burst in one go; mail and ports in between bursts
+                    self._route(msg)
+                    msg = self._incoming.get_nowait()
+            except queue.Empty:
+                pass
+            self.deliver()
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + RECONNECT_S
+                self._check()
+            self._pickups = tuple(sorted(set(self.router.pending_pickups())))
 
     def _safe_names(self) -> list[str]:
         try:
@@ -329,40 +348,35 @@ class MidiInput:
         except DeviceError:
             return []
 
-    def _watch(self) -> None:
-        while not _sleep_while(self._running, RECONNECT_S):
-            self._check()
-
     def _check(self) -> None:
         """Open the device if it has appeared; close it if it has vanished."""
         import mido
 
         names = self._safe_names()
-        with self._lock:
-            if self._port is not None and self.port_name not in names:
-                log.warning("MIDI device '%s' went away; waiting for it to come back", self.port_name)
-                self.disconnects += 1
-                self._close()
-            if self._port is None:
-                name = match_port(self.query or "", names)
-                if name is not None:
-                    try:
-                        self._port = mido.open_input(name, callback=self._on_message)
-                    except Exception as e:  # noqa: BLE001 - a port can vanish between listing and opening
-                        log.warning("cannot open MIDI input '%s' (%s); trying again", name, e)
-                        return
-                    self.port_name = name
-                    self.connects += 1
-                    log.info("MIDI input: %s", name)
-            if self.out_query and self._out is None:
-                outs = self._safe_outputs()
-                name = match_port(self.out_query, outs)
-                if name is not None:
-                    try:
-                        self._out = mido.open_output(name)
-                        log.info("MIDI feedback to: %s", name)
-                    except Exception as e:  # noqa: BLE001
-                        log.warning("cannot open MIDI output '%s' (%s)", name, e)
+        if self._port is not None and self.port_name not in names:
+            log.warning("MIDI device '%s' went away; waiting for it to come back", self.port_name)
+            self.disconnects += 1
+            self._close()
+        if self._port is None:
+            name = match_port(self.query or "", names)
+            if name is not None:
+                try:
+                    self._port = mido.open_input(name, callback=self._on_message)
+                except Exception as e:  # noqa: BLE001 - a port can vanish between listing and opening
+                    log.warning("cannot open MIDI input '%s' (%s); trying again", name, e)
+                    return
+                self.port_name = name
+                self.connects += 1
+                log.info("MIDI input: %s", name)
+        if self.out_query and self._out is None:
+            outs = self._safe_outputs()
+            name = match_port(self.out_query, outs)
+            if name is not None:
+                try:
+                    self._out = mido.open_output(name)
+                    log.info("MIDI feedback to: %s", name)
+                except Exception as e:  # noqa: BLE001
+                    log.warning("cannot open MIDI output '%s' (%s)", name, e)
 
     def _safe_outputs(self) -> list[str]:
         try:
@@ -379,6 +393,11 @@ class MidiInput:
             self._port = None
 
     def _on_message(self, msg: Any) -> None:
+        """rtmidi's thread: hand the message over and return at once."""
+        self.arrived += 1
+        self._incoming.put(msg)
+
+    def _route(self, msg: Any) -> None:
         bus = self._bus
         if bus is None:
             return
@@ -391,15 +410,15 @@ class MidiInput:
         for target, value, op in ops:
             bus.post("midi", target, value, op)
 
-    # -- sink, status, report ---------------------------------------------------------------------------------
-    def remap(self, mapping: Mapping) -> None:
-        """Take a new mapping (a scene's overrides); knobs keep what they know of the current values."""
+    # -- mail from the loop, status, report --------------------------------------------------------------------
+    def on_remap(self, mapping: Mapping) -> None:
+        """A scene's mapping overrides; knobs keep what they know of the current values."""
         router = MidiRouter(mapping)
         router.targets = self.router.targets
         router.received, router.ignored, router.waiting = self.router.received, self.router.ignored, self.router.waiting
         self.router = router
 
-    def changed(self, values: dict[str, Any]) -> None:
+    def on_changed(self, values: dict[str, Any]) -> None:
         self.router.targets.update(values)
         out = self._out
         if out is None:
@@ -413,9 +432,8 @@ class MidiInput:
 
     def status(self) -> str:
         text = f"MIDI {self.port_name}" if self._port is not None else f"MIDI waiting for '{self.query}'"
-        pending = self.router.pending_pickups()
-        if pending:
-            text += f"  (pick up: {', '.join(sorted(set(pending)))})"
+        if self._pickups:
+            text += f"  (pick up: {', '.join(self._pickups)})"
         return text
 
     def report(self) -> dict[str, Any]:
@@ -430,14 +448,3 @@ class MidiInput:
             "pickup_waiting": r.waiting,
             "backend": self.backend,
         }
-
-
-def _sleep_while(flag: threading.Event, seconds: float) -> bool:
-    """Sleep up to ``seconds``; True when ``flag`` was cleared meanwhile."""
-    end = time.monotonic() + seconds
-    while flag.is_set():
-        left = end - time.monotonic()
-        if left <= 0:
-            return False
-        time.sleep(min(0.1, left))
-    return True
