@@ -735,7 +735,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, leave: bool = True) -> int:
+    """The ``vj`` command. ``leave=False`` returns from ``vj run`` instead of ending the process (for embedding)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(2, args.verbose)]
@@ -748,10 +749,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vj: interrupted", file=sys.stderr)
         return 130
-    worker = sys.modules.get("vj.engine.worker")
-    if worker is not None and worker.loading():
-        # Quit while a model loads: the load cannot be interrupted, and tearing the interpreter down under it
-        # aborts inside the native code. Everything else is closed and written: leave now.
+    if args.command == "run" and leave:
+        # The show is over and its report written. Leave without the interpreter's teardown: native thread pools
+        # (torch's, a generator thread abandoned in native code, PortAudio's) can abort the process while C++
+        # static destructors run under them ("terminate called without an active exception", rc 134).
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

@@ -541,12 +541,7 @@ class Show:
         recent = self.interval_ms.recent_percentile(50)
         fps = 1000 / recent if recent else 0.0
         stats = w.stats
-        if stats.stand_in:
-            gen = f"{stats.name} loading, {stats.stand_in} {stats.fps:.1f} fps meanwhile"
-        else:
-            gen = f"{stats.fallback or stats.name} {stats.fps:.1f} fps"
-            if stats.state != "running":
-                gen += f" ({stats.state})"
+        gen = stats.describe()
         lines = [
             f"vj {fps:.0f} fps  frame {self.frame_ms.recent_percentile(50):.1f} ms"
             f" (p99 {self.frame_ms.recent_percentile(99):.1f})   {gen}   errors {stats.errors}"
@@ -590,7 +585,7 @@ class Show:
         gen = GeneratorSection(name=self.config.generator, size=list(self.config.gen_size))
         if stats is not None:
             gen.fps = round(stats.fps, 2)
-            gen.stand_in = stats.stand_in or None
+            gen.stand_in, gen.stand_in_fps = stats.stand_in or None, round(stats.stand_in_fps, 2)
             gen.errors, gen.restarts, gen.hangs = stats.errors, stats.restarts, stats.hangs
             gen.fallback, gen.state, gen.last_error = stats.fallback, stats.state, stats.last_error
             gen.generated_by = dict(stats.generated_by)

@@ -85,6 +85,8 @@ class Frame:
 
 STAND_IN_INTERVAL = 1 / 12  # seconds between stand-in frames while a generator loads
 STAND_IN_TIMEOUT = 10.0  # seconds a stand-in frame may take before it counts as hung
+BUILD_TIMEOUT = 5.0  # seconds a generator's constructor may take on the worker thread (slow loads use a loader)
+LOAD_TIMEOUT = 600.0  # seconds a slow load on the loader thread may take before the show gives up on it
 
 
 @dataclass
@@ -96,7 +98,8 @@ class WorkerStats:
     hangs: int = 0
     fallback: str | None = None
     last_error: str | None = None
-    fps: float = 0.0
+    fps: float = 0.0  # of the generator named (or its fallback), never of a stand-in
+    stand_in_fps: float = 0.0
     state: str = "starting"  # starting, loading, running, failed
     stand_in: str | None = None  # what dreams while the generator loads
     generated_by: dict[str, int] = field(default_factory=dict)  # frames per generator that made them
@@ -106,6 +109,14 @@ class WorkerStats:
     def producing(self) -> str:
         """The name of the generator whose frames come out now."""
         return self.stand_in or self.fallback or self.name
+
+    def describe(self) -> str:
+        """One line for the HUD: who makes the frames now, and how fast."""
+        if self.stand_in:
+            return f"{self.name} loading, {self.stand_in} {self.stand_in_fps:.1f} fps meanwhile"
+        if self.fallback:
+            return f"{self.name} failed, {self.fallback} {self.fps:.1f} fps"
+        return f"{self.name} {self.fps:.1f} fps" + (f" ({self.state})" if self.state != "running" else "")
 
     error_kinds: dict[str, int] = field(default_factory=dict)
 
@@ -133,6 +144,7 @@ class GeneratorWorker:
         self._epoch = 0
         self._running = False
         self._busy_since: float | None = None
+        self._busy_building = False  # the thread is in a generator's constructor, not in generate()
         self._timeout = 10.0
         self._thread: threading.Thread | None = None
         # The dream carries on across restarts from the last good frame.
@@ -174,10 +186,19 @@ class GeneratorWorker:
     def check(self, now: float | None = None) -> None:
         """The watchdog, called by the loop each frame: abandon a generate() that runs past its timeout."""
         busy = self._busy_since
+        now = time.monotonic() if now is None else now
+        loader = self._loader
+        if loader is not None and not loader.done.is_set() and now - loader.started > LOAD_TIMEOUT:
+            self._loader = None
+            loader.abandon()
+            self._fail(f"loading did not finish within {LOAD_TIMEOUT:g} s")
+            self._fall_back("did not load")
+            self._stand_in, self.stats.stand_in, self.stats.state = False, None, "running"
         if busy is None or not self._running:
             return
-        now = time.monotonic() if now is None else now
-        if now - busy <= self._timeout:
+        building = self._busy_building
+        limit = BUILD_TIMEOUT if building else self._timeout
+        if now - busy <= limit:
             return
         with self._lock:
             if self._busy_since != busy:
@@ -185,7 +206,10 @@ class GeneratorWorker:
             self._busy_since = None
             self._epoch += 1
         self.stats.hangs += 1
-        self._fail(f"generate() hung for more than {self._timeout:g} s")
+        what = "building the generator" if building else "generate()"
+        self._fail(f"{what} hung for more than {limit:g} s")
+        if building:
+            self._fall_back("hung while building")  # a constructor that hung once will hang again
         log.error("generator %s hung; starting a fresh one (the stuck thread is left to finish)", self.stats.name)
         self._spawn()
 
@@ -230,12 +254,18 @@ class GeneratorWorker:
             gen = self._fallback()
             self._stand_in, self.stats.stand_in = True, self._fallback_name
         else:
-            gen = self._build()
+            with self._lock:
+                self._busy_since, self._busy_building = time.monotonic(), True
+            try:
+                gen = self._build()
+            finally:
+                with self._lock:
+                    self._busy_since, self._busy_building = None, False
         self._timeout = float(getattr(gen, "frame_timeout", 10.0))
         if self._stand_in:  # the load competes for the machine: a slow stand-in frame is no hang
             self._timeout = max(self._timeout, STAND_IN_TIMEOUT)
         if not self._current(epoch):
-            gen.close()
+            _close(gen)
             return None
         if not self._stand_in:
             self.stats.state = "running"
@@ -330,7 +360,7 @@ class GeneratorWorker:
                     image = check_frame(gen.to_display(out), self.size)
                     vitals, self._small = measure(image, self._small)
                     looks = aesthetics(image)
-                except Exception as e:  # noqa: BLE001 - a generator may fail in any way; the show goes on
+                except BaseException as e:  # noqa: BLE001 - a generator may fail in any way, SystemExit too
                     with self._lock:
                         self._busy_since = None
                     if not self._current(epoch):
@@ -359,7 +389,10 @@ class GeneratorWorker:
                 )
                 if stats.generated > 1:
                     interval = max(1e-6, now - self._last_done)
-                    stats.fps = 1.0 / interval if stats.fps == 0 else 0.9 * stats.fps + 0.1 / interval
+                    if self._stand_in:
+                        stats.stand_in_fps = _smooth(stats.stand_in_fps, 1.0 / interval)
+                    else:
+                        stats.fps = _smooth(stats.fps, 1.0 / interval)
                 self._last_done = now
         finally:
             if gen is not None:
@@ -383,12 +416,11 @@ class GeneratorWorker:
         return x
 
 
+def _smooth(fps: float, now: float) -> float:
+    return now if fps == 0 else 0.9 * fps + 0.1 * now
+
+
 LOADER_THREAD = "vj-gen-load"
-
-
-def loading() -> bool:
-    """Whether a generator is still loading on a helper thread (which nothing can interrupt)."""
-    return any(t.name == LOADER_THREAD and t.is_alive() for t in threading.enumerate())
 
 
 class _Loader:
@@ -430,7 +462,12 @@ def _background() -> None:
 
 
 def _close(gen: Generator) -> None:
-    try:
-        gen.close()
-    except Exception:
-        log.debug("closing generator failed", exc_info=True)
+    """Close ``gen`` on a thread of its own: a close() that blocks must never stop the dream."""
+
+    def close() -> None:
+        try:
+            gen.close()
+        except BaseException:
+            log.debug("closing generator failed", exc_info=True)
+
+    threading.Thread(target=close, name="vj-gen-close", daemon=True).start()
