@@ -2,7 +2,9 @@
 
 import json
 import shutil
+import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ pytest.importorskip("diffusers")
 
 import torch
 
-from tests.child import vj
+from tests.child import start, vj
 from tests.test_worker import drive
 from tests.tiny import original_checkpoint, tiny_lcm
 from vj.engine.worker import GeneratorWorker
@@ -225,11 +227,20 @@ def test_vj_run_with_a_random_model_made_by_vj(tmp_path):
     assert made.returncode == 0, made.stderr
     folder = Path(made.stdout.strip().splitlines()[-1])
     assert (folder / "model_index.json").is_file()
-    out = vj(
-        "run", "--model", str(folder), "--gen-size", "64x64", "--headless", "--seconds", "15", "--no-osc",
-        "--no-dreams", "--report", "-", timeout=180,
+    # Waits for the model's first frame, however long the load takes on a busy machine, then ends the show.
+    proc = start(
+        "-v", "run", "--model", str(folder), "--gen-size", "64x64", "--headless", "--seconds", "600", "--no-osc",
+        "--no-dreams", "--report", "-",
     )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-2000:]
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "first frame from lcm" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    stdout, rest = proc.communicate(timeout=180)
+    assert proc.returncode == 0, (rest or "".join(seen))[-2000:]
+    out = SimpleNamespace(stdout=stdout, stderr="".join(seen) + rest)
     report = json.loads(out.stdout)
     g = report["generator"]
     assert g["name"] == "lcm" and report["generated"] >= 1 and g["errors"] == 0 and g["fallback"] is None

@@ -379,7 +379,9 @@ class GeneratorWorker:
                 self._index += 1
                 stats = self.stats
                 stats.generated += 1
-                stats.generated_by[stats.producing] = stats.generated_by.get(stats.producing, 0) + 1
+                made = stats.generated_by[stats.producing] = stats.generated_by.get(stats.producing, 0) + 1
+                if made == 1:
+                    log.info("first frame from %s", stats.producing)
                 now = time.monotonic()
                 bloom = self._bloom.progress if self._bloom is not None else None
                 if self._bloom is not None and self._bloom.done:
