@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from vj.control.mapping import Mapping, parse_mapping
 from vj.errors import ConfigError, ParamError
 from vj.layers.spec import LayerSpec, layer_spec
 from vj.params import PARAMS, unknown
+from vj.tomlfile import read_toml
 
 log = logging.getLogger(__name__)
 
@@ -245,13 +245,10 @@ def _replay(file: str, value: Any) -> ReplayOptions:
 
 def load_scene(path: Path) -> Scene:
     try:
-        text = path.read_text(encoding="utf-8")
         mtime = path.stat().st_mtime
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"not valid TOML: {e}", file=str(path), fix="check the quoting and brackets there") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read it ({e})", file=str(path)) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read it ({e.strerror})", file=str(path)) from None
+    data = read_toml(path)
     scene = parse_scene(data, str(path), path.parent)
     return Scene(**{**scene.__dict__, "mtime": mtime})
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 from vj.control.actions import ACTIONS, ActionSpec
 from vj.errors import ConfigError, ParamError
 from vj.params import PARAMS, ParamSpec, unknown
+from vj.tomlfile import read_toml
 
 CC_MODES = ("absolute", "relative-twos", "relative-signed", "relative-offset", "trigger", "toggle", "hold")
 RELATIVE = CC_MODES[1:4]
@@ -162,8 +162,14 @@ class _Checker:
         if name in params:
             return Target(name, param=params[name])
         if name in actions:
+            if not actions[name].remote:
+                raise self.fail(
+                    f"{key}.target",
+                    f"'{name}' cannot be reached from a controller or the network (one stray message would end it)",
+                    "use the keyboard for it (Esc or Q)",
+                )
             return Target(name, action=actions[name])
-        err = unknown(name, [*params, *actions], "parameter or action")
+        err = unknown(name, [*params, *(a for a in actions if actions[a].remote)], "parameter or action")
         raise self.fail(f"{key}.target", str(err))
 
     def range(self, data: dict[str, Any], key: str, target: Target) -> tuple[float, float] | None:
@@ -400,13 +406,7 @@ def resolve(name: str) -> Path:
 
 def load_mapping(name: str | Path) -> Mapping:
     path = resolve(str(name))
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"not valid TOML: {e}", file=str(path), fix="check the quoting and brackets there") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read it ({e})", file=str(path)) from None
-    return parse_mapping(data, str(path))
+    return parse_mapping(read_toml(path), str(path))
 
 
 def default_mapping() -> Mapping:
