@@ -156,3 +156,22 @@ def test_readme_documents_every_parameter_and_key():
             continue
         shown = "| Space |" if char == " " else f"`{char.upper()}`"
         assert f"`{char}`" in readme or shown in readme, f"README's key table lacks {char!r}"
+
+
+@pytest.mark.slow
+def test_a_wheel_carries_the_bundled_mappings_and_scenes(tmp_path):
+    import zipfile
+
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    (wheel,) = tmp_path.glob("vj-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for folder in ("mappings", "scenes"):
+        shipped = {p.name for p in (ROOT / folder).glob("*.toml")}
+        assert shipped and {f"vj/data/{folder}/{n}" for n in shipped} <= names, folder

@@ -24,7 +24,7 @@ from vj.tomlfile import read_toml
 
 log = logging.getLogger(__name__)
 
-SCENES_DIR = Path(__file__).resolve().parent.parent / "scenes"
+SCENES_DIR = Path(__file__).resolve().parent / "data" / "scenes"  # package data (scenes/ links here)
 KEYS = (
     "name",
     "kind",

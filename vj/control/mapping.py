@@ -31,7 +31,7 @@ RELATIVE = CC_MODES[1:4]
 BUTTON_MODES = ("trigger", "toggle", "hold")
 TAKEOVERS = ("jump", "pickup")
 
-MAPPINGS_DIR = Path(__file__).resolve().parent.parent.parent / "mappings"
+MAPPINGS_DIR = Path(__file__).resolve().parent.parent / "data" / "mappings"  # package data (mappings/ links here)
 
 
 @dataclass(frozen=True, slots=True)
