@@ -139,7 +139,7 @@ def test_a_model_that_is_not_there_falls_back_at_once():
 
 
 def test_a_stand_in_that_hangs_is_replaced_and_the_load_carries_on(monkeypatch):
-    from vj.gen import worker
+    from vj.engine import worker
 
     monkeypatch.setattr(worker, "STAND_IN_TIMEOUT", 0.3)  # the stand-in's own 0.3 s, not the 10 s a load allows
     gens.SlowLoad.loaded = gens.SlowLoad.closed = 0
