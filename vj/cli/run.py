@@ -1,0 +1,293 @@
+"""``vj run``: the show, its options and the sources it starts."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+from typing import Any
+
+from vj.cli.common import _clip, _dreams_folder, _host_port, _positive, _size, _write_report
+from vj.errors import ConfigError
+
+log = logging.getLogger("vj")
+
+
+def _add_run(sub: Any) -> None:
+    from vj.gen import GENERATORS
+
+    gens = "; ".join(f"{k}: {v[1]}" for k, v in GENERATORS.items())
+    p = sub.add_parser(
+        "run",
+        help="run the show",
+        description="Open the window and dream. Keys:" + _keys_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    g = p.add_argument_group("picture")
+    g.add_argument(
+        "--generator", metavar="NAME", help=f"{gens}; or package.module:Class (default: sketch, or lcm with --model)"
+    )
+    g.add_argument("--prompt", help="what to dream of (default: the prompt in the parameter table)")
+    g.add_argument("--seed", type=int, help="random seed of the dream")
+    g.add_argument("--gen-size", type=_size, default=(512, 512), metavar="WxH", help="generator resolution (512x512)")
+    (
+        g.add_argument(
+            "--layer",
+            action="append",
+            default=[],
+            metavar="SPEC",
+            help="an overlay layer, up to 4: KIND=SOURCE[,mode=M][,into=top|loop][,opacity=X]; KIND is "
+            "image, video, camera, solid, gradient or brush; M is normal, add, screen, multiply or "
+            "difference. E.g. video=clip.mp4,mode=screen,into=loop  or  brush,mode=add",
+        ),
+    )
+    _add_model_options(p.add_argument_group("model (the lcm generator)"))
+    w = p.add_argument_group("window")
+    w.add_argument("--fullscreen", action="store_true", help="full screen (F toggles)")
+    w.add_argument("--display", type=int, default=0, metavar="N", help="which display/projector, from 0")
+    w.add_argument("--size", type=_size, default=(1280, 720), metavar="WxH", help="window size (1280x720)")
+    w.add_argument(
+        "--fit",
+        choices=("contain", "cover"),
+        default="contain",
+        help="contain: whole picture, black bars; cover: fill the screen, crop the rest",
+    )
+    w.add_argument("--fps", type=_positive(float), default=60.0, help="display frame rate (60)")
+    w.add_argument("--no-hud", action="store_true", help="start with the HUD hidden (Tab shows it)")
+    w.add_argument("--headless", action="store_true", help="no window (SDL's dummy video driver), same loop")
+    sc = p.add_argument_group("scenes and dreams")
+    sc.add_argument("--scenes", metavar="DIR", help="folder of scene files, watched for edits (default: scenes/)")
+    sc.add_argument("--scene", metavar="N|NAME|FILE", help="start with this scene (a number from 1, a name, a file)")
+    sc.add_argument(
+        "--dreams",
+        metavar="DIR",
+        help="dream store folder (default: $XDG_DATA_HOME/vj/dreams, usually ~/.local/share/vj/dreams)",
+    )
+    sc.add_argument("--no-dreams", action="store_true", help="keep no dreams this time")
+    sc.add_argument("--keep", type=_positive(int), default=24, metavar="K", help="best dreams kept per session (24)")
+    sc.add_argument("--clip", metavar="MODEL", help="score dreams with a CLIP model too (Hugging Face id or folder)")
+    v = p.add_argument_group("voice")
+    v.add_argument(
+        "--voice",
+        nargs="?",
+        const="ptt",
+        choices=("off", "ptt", "vad"),
+        help="voice commands: ptt = push-to-talk (hold V, a mapped pad, or /vj/ptt 1|0; the default when "
+        "--voice is given alone), vad = always listening (off unless given)",
+    )
+    v.add_argument("--voice-file", metavar="AUDIO", help="play an audio file through the voice pipeline, in real time")
+    v.add_argument("--voice-device", metavar="NAME|N", help="microphone: a name, part of one, or a number")
+    v.add_argument("--voice-model", metavar="NAME|DIR", help="faster-whisper model (default: the offline tiny.en)")
+    v.add_argument("--voice-beam", type=_positive(int), default=5, metavar="N", help="beam size (5)")
+    c = p.add_argument_group("control (OSC, MIDI)")
+    c.add_argument(
+        "--mapping", metavar="FILE", help="mapping file or name in mappings/ (default: mappings/default.toml)"
+    )
+    c.add_argument("--osc-host", default="127.0.0.1", help="address to listen on for OSC (0.0.0.0: every network)")
+    c.add_argument("--osc-port", type=int, metavar="PORT", help="OSC port (default 9000; 0 picks a free one)")
+    c.add_argument("--no-osc", action="store_true", help="do not listen for OSC")
+    c.add_argument("--osc-out", type=_host_port, metavar="HOST:PORT", help="send every parameter change here")
+    c.add_argument("--midi-in", metavar="NAME", help="MIDI input port, or a part of its name")
+    c.add_argument("--midi-out", metavar="NAME", help="MIDI output for controller LEDs and motor faders")
+    c.add_argument(
+        "--midi-backend",
+        metavar="MODULE",
+        help="mido backend, e.g. mido.backends.rtmidi/UNIX_JACK (default: $MIDO_BACKEND or ALSA)",
+    )
+    s = p.add_argument_group("run time and report")
+    stop = s.add_mutually_exclusive_group()
+    stop.add_argument("--seconds", type=_positive(float), metavar="S", help="stop after S seconds")
+    stop.add_argument("--frames", type=_positive(int), metavar="N", help="stop after N display frames")
+    s.add_argument("--report", metavar="FILE|-", help="write a JSON report at exit (- for standard output)")
+    p.set_defaults(func=cmd_run)
+
+
+def _add_model_options(m: Any) -> None:
+    m.add_argument(
+        "--model",
+        metavar="ID|DIR|FILE",
+        help="a Hugging Face id already downloaded (vj model fetch), a diffusers folder, or one SD 1.x .safetensors "
+        "checkpoint (default: SimianLuo/LCM_Dreamshaper_v7)",
+    )
+    m.add_argument("--model-config", metavar="ID|DIR", help="where a single .safetensors file takes its configs from")
+    m.add_argument("--steps", type=int, choices=range(1, 9), metavar="1..8", help="denoising steps a frame (4)")
+    m.add_argument("--guidance", type=float, metavar="W", help="LCM guidance scale (8)")
+    m.add_argument("--device", metavar="auto|cuda|mps|cpu", help="where the model runs (auto: the GPU if any)")
+    m.add_argument("--dtype", choices=("auto", "float16", "bfloat16", "float32"), help="auto: float16 on a GPU")
+    m.add_argument(
+        "--tiny-vae",
+        nargs="?",
+        const="madebyollin/taesd",
+        metavar="ID|DIR",
+        help="a tiny autoencoder for much cheaper encode/decode (default when given alone: madebyollin/taesd)",
+    )
+    m.add_argument("--compile", action="store_true", help="torch.compile the UNet (slow start, faster frames)")
+
+
+def _keys_help() -> str:
+    from vj.control.keys import HELP
+
+    return "\n  ".join(("", *HELP))
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM end the show cleanly, with its report, at any moment: during start-up (the show then
+    ends before its first frame), while it runs, and when pressed again while it closes. Five presses leave at
+    once, for a show stuck in native code."""
+
+    FORCE = 5
+
+    def __init__(self) -> None:
+        self.show: Any = None
+        self.count = 0
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count >= self.FORCE:
+            os.write(2, b"vj: interrupted again and again; leaving now without a report\n")
+            os._exit(130)
+        if self.count == 1:
+            os.write(2, b"vj: stopping...\n")
+        if self.show is not None:
+            self.show.stop()
+
+    @property
+    def pending(self) -> bool:
+        return self.count > 0
+
+
+interrupted = _Interrupts()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from vj.engine.loop import Show, ShowConfig
+
+    interrupted.install()
+    log.info("starting the show (Ctrl+C or SIGTERM end it cleanly, with its report)")
+
+    params: dict[str, Any] = {}
+    if args.prompt is not None:
+        params["prompt"] = args.prompt
+    if args.seed is not None:
+        params["seed"] = args.seed
+    from vj.control.mapping import default_mapping, load_mapping
+    from vj.layers.spec import parse_layer_option
+
+    layers = [parse_layer_option(text) for text in args.layer]
+    mapping = load_mapping(args.mapping) if args.mapping else default_mapping()
+    scenes, scenes_dir, start = _scenes(args)
+    generator, generator_options = _generator(args)
+    config = ShowConfig(
+        size=args.size,
+        gen_size=args.gen_size,
+        fps=args.fps,
+        fullscreen=args.fullscreen,
+        display=args.display,
+        headless=args.headless,
+        fit=args.fit,
+        seconds=args.seconds,
+        frames=args.frames,
+        generator=generator,
+        generator_options=generator_options,
+        hud=not args.no_hud,
+        params=params,
+        layers=layers,
+        mapping=mapping,
+        scenes=scenes,
+        scenes_dir=scenes_dir,
+        scene=start,
+        dreams=None if args.no_dreams else _dreams_folder(args.dreams),
+        dreams_keep=args.keep,
+        clip=_clip(args.clip),
+    )
+    show = Show(config)
+    voice = _voice_source(args, tuple(s.name for s in scenes))
+    if voice is not None:
+        show.add_source(voice)
+    for source in _control_sources(args, mapping):
+        show.add_source(source)
+    interrupted.show = show
+    if interrupted.pending:  # Ctrl+C during start-up: no frames, but the report all the same
+        show.stop()
+    report = show.run()
+    _write_report(report, args.report)
+    return 0
+
+
+_MODEL_OPTIONS = ("model", "model_config", "steps", "guidance", "device", "dtype", "tiny_vae", "compile")
+
+
+def _generator(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The generator's name and options: the model options belong to lcm (and give it, if no other is named)."""
+    options = {key: getattr(args, key) for key in _MODEL_OPTIONS if getattr(args, key) not in (None, False)}
+    name = args.generator or ("lcm" if options else "sketch")
+    if options and name != "lcm":
+        flags = ", ".join("--" + k.replace("_", "-") for k in options)
+        raise ConfigError(f"{flags}: model options are for the lcm generator, not '{name}'", fix="--generator lcm")
+    return name, options
+
+
+def _scenes(args: argparse.Namespace) -> tuple[list[Any], Any, Any]:
+    """The scene list, the folder to watch, and the scene to start with."""
+    from pathlib import Path
+
+    from vj.scenes import SCENES_DIR, load_scene, load_scenes
+
+    folder = Path(args.scenes) if args.scenes else (SCENES_DIR if SCENES_DIR.is_dir() else None)
+    scenes = load_scenes(folder) if folder is not None else []
+    start: Any = args.scene
+    if start is not None and start.endswith(".toml"):
+        path = Path(start)
+        scene = next((s for s in scenes if Path(s.file).resolve() == path.resolve()), None)
+        if scene is None:
+            scene = load_scene(path)  # a scene from elsewhere joins the list at its end
+            scenes.append(scene)
+        start = scenes.index(scene) + 1
+    return scenes, folder, start
+
+
+def _voice_source(args: argparse.Namespace, scenes: tuple[str, ...]) -> Any:
+    mode = args.voice or ("vad" if args.voice_file else "off")
+    if mode == "off":
+        return None
+    try:
+        from vj.control.voice.recognize import RecognizerOptions
+        from vj.control.voice.source import VoiceOptions, VoiceSource
+    except ImportError as e:
+        raise ConfigError(
+            f"voice needs its extra packages ({e.name} is missing)", fix='pip install -e ".[voice]"'
+        ) from None
+    options = VoiceOptions(
+        mode="vad" if mode == "vad" else "ptt",
+        device=args.voice_device,
+        file=args.voice_file,
+        recognizer=RecognizerOptions(model=args.voice_model, beam_size=args.voice_beam),
+    )
+    source = VoiceSource(options, scenes)
+    source.open()  # a missing microphone or file is known before the show starts
+    return source
+
+
+def _control_sources(args: argparse.Namespace, mapping: Any) -> list[Any]:
+    sources: list[Any] = []
+    if not args.no_osc:
+        from vj.control.osc import OscServer
+
+        osc = OscServer(args.osc_host, 9000 if args.osc_port is None else args.osc_port, mapping)
+        if args.osc_port is not None:
+            osc.bind()  # a port asked for by name must work, or the show does not start
+        sources.append(osc)
+    if args.osc_out:
+        from vj.control.osc import OscFeedback
+
+        sources.append(OscFeedback(*args.osc_out))
+    if args.midi_in or args.midi_out or (args.mapping and mapping.device):
+        from vj.control.midi import MidiInput
+
+        sources.append(MidiInput(args.midi_in, mapping, out_query=args.midi_out, backend=args.midi_backend))
+    return sources
