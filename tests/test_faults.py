@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 from tests import faults
+from tests.test_worker import drive
 from vj.engine import worker as worker_module
-from vj.engine.worker import GeneratorWorker, Job
+from vj.engine.worker import GeneratorWorker
 from vj.gen import base
-from vj.params import ParamStore
 
 SIZE = (64, 64)
 
@@ -31,21 +29,7 @@ def run(cls, until_frames: int = 20, timeout: float = 60.0) -> tuple[list, Gener
         name=cls.__name__,
         fallback=base.factory("sketch", SIZE),
     )
-    params = ParamStore().values()
-    frames: list = []
-    end = time.monotonic() + timeout
-    w.start()
-    try:
-        while len(frames) < until_frames and time.monotonic() < end:
-            w.submit(Job(params, np.zeros(4)))
-            w.check()
-            f = w.poll()
-            if f is not None:
-                frames.append(f)
-            time.sleep(0.005)
-    finally:
-        w.stop()
-    return frames, w
+    return drive(w, lambda frames: len(frames) >= until_frames, timeout=timeout), w
 
 
 @pytest.mark.parametrize("cls", faults.ALL, ids=lambda c: c.__name__)
