@@ -17,11 +17,14 @@ channel every frame, and an unchanged fader must not undo what a voice command o
 thread around it, using python-osc's parser; ``OscFeedback`` sends parameter changes back out.
 
 Packets come from anyone who can reach the port, so each is checked before python-osc sees it (``check_packet``):
-at most ``MAX_PACKET`` bytes, bundle element sizes positive and inside the packet (python-osc loops forever on a
-negative one), bundles nested at most ``MAX_DEPTH`` deep, at most ``MAX_ARGS`` type tags, arrays nested at most
-``MAX_DEPTH`` deep (python-osc recurses per level). A token bucket caps the work per second
-(``MAX_PACKETS_PER_S``, ``MAX_BYTES_PER_S``): past it packets are dropped unparsed and counted, so a flood cannot
-take the interpreter away from the display.
+at most ``MAX_PACKET`` bytes (python-osc reads strings a byte at a time: a 64 kB one holds the interpreter for
+milliseconds), bundle element sizes positive and inside the packet (python-osc loops forever on a negative one),
+bundles nested at most ``MAX_DEPTH`` deep, at most ``MAX_ARGS`` type tags a message and ``MAX_PACKET_ARGS`` a
+packet, only the type tags python-osc reads (it logs a line for every other one), arrays nested at most
+``MAX_DEPTH`` deep (anything that walks the arguments, a repr or a comparison, recurses per level). A token
+bucket caps the work per second (``MAX_PACKETS_PER_S``, ``MAX_BYTES_PER_S``, ``MAX_WORK_PER_S`` seconds of this
+thread's CPU time): past it packets are dropped unparsed and counted, so a flood cannot take the interpreter away
+from the display.
 """
 
 from __future__ import annotations
@@ -53,15 +56,22 @@ Operation = tuple[str, Any, Op]  # (target, value, op) for bus.post
 MAX_PACKET = 8192  # bytes; real controllers send tens to hundreds. Bigger packets are dropped unparsed.
 MAX_DEPTH = 4  # bundles in bundles, arrays in arrays
 MAX_ARGS = 64  # type tags in one message
+MAX_PACKET_ARGS = 1024  # type tags in one packet: T, F, N and [ ] take no bytes, so size alone does not bound them
 MAX_ELEMENTS = 256  # messages in one bundle, all levels together
 MAX_TEXT = 1000  # characters in a string argument (a prompt)
 MAX_PACKETS_PER_S = 2000
 MAX_BYTES_PER_S = 1 << 20
-TYPE_TAGS = frozenset("ifsbhtdScrmTFNI[]")
+MAX_WORK_PER_S = 0.25  # seconds of CPU time a second for checking, parsing and routing: a quarter of one core
+TYPE_TAGS = frozenset("ihfdsbrmtTFN[]")  # what python-osc parses; it logs one line per tag for any other
 
 
 class Reject(Exception):
-    """A message that cannot be used; the text says why."""
+    """A message that cannot be used; the text says why. ``kind`` names the trouble without the numbers in the text,
+    so the log gets one line per kind, not one per size or count a sender can vary."""
+
+    def __init__(self, why: str, kind: str | None = None) -> None:
+        super().__init__(why)
+        self.kind = kind or why
 
 
 def _number(value: Any) -> float:
@@ -105,13 +115,10 @@ def _string_end(data: bytes, start: int) -> int:
 def check_packet(data: bytes) -> None:
     """``Reject`` unless ``data`` is an OSC packet python-osc can parse in bounded time and stack."""
     if len(data) > MAX_PACKET:
-        raise Reject(f"{len(data)} bytes is more than {MAX_PACKET}")
-    elements = [0]
+        raise Reject(f"{len(data)} bytes is more than {MAX_PACKET}", "oversize")
+    counts = [0, 0]  # messages, type tags
 
     def element(start: int, end: int, depth: int) -> None:
-        elements[0] += 1
-        if elements[0] > MAX_ELEMENTS:
-            raise Reject(f"more than {MAX_ELEMENTS} messages in one bundle")
         if data.startswith(b"#bundle\0", start):
             if depth >= MAX_DEPTH:
                 raise Reject(f"bundles nested more than {MAX_DEPTH} deep")
@@ -124,19 +131,25 @@ def check_packet(data: bytes) -> None:
                 (size,) = struct.unpack_from(">i", data, pos)
                 pos += 4
                 if size <= 0 or size % 4 or pos + size > end:
-                    raise Reject(f"a bundle element of size {size} at byte {pos}")
+                    raise Reject(f"a bundle element of size {size} at byte {pos}", "a bad bundle element size")
                 element(pos, pos + size, depth + 1)
                 pos += size
             return
         if data[start : start + 1] != b"/":
             raise Reject("not an OSC message or bundle")
+        counts[0] += 1
+        if counts[0] > MAX_ELEMENTS:
+            raise Reject(f"more than {MAX_ELEMENTS} messages in one bundle")
         tags_at = _string_end(data, start)
         if tags_at >= end or data[tags_at : tags_at + 1] != b",":
             return  # no type tags: python-osc reads it as a message without arguments
         tags_end = data.find(b"\0", tags_at, end)
         tags = data[tags_at + 1 : tags_end if tags_end >= 0 else end]
         if len(tags) > MAX_ARGS:
-            raise Reject(f"{len(tags)} type tags is more than {MAX_ARGS}")
+            raise Reject(f"{len(tags)} type tags is more than {MAX_ARGS}", "too many type tags")
+        counts[1] += len(tags)
+        if counts[1] > MAX_PACKET_ARGS:
+            raise Reject(f"more than {MAX_PACKET_ARGS} type tags in one packet")
         if not set(tags.decode("latin-1")) <= TYPE_TAGS:
             raise Reject("unknown type tags")
         nesting = 0
@@ -149,11 +162,14 @@ def check_packet(data: bytes) -> None:
 
 
 class Budget:
-    """A token bucket: how many packets and bytes per second the OSC thread may parse."""
+    """Token buckets for the OSC thread's work: packets, bytes and seconds of CPU time per second. The time is
+    charged after the work (``spend``), so a packet shape that is cheap in bytes but dear to parse still pays."""
 
-    def __init__(self, packets: float = MAX_PACKETS_PER_S, nbytes: float = MAX_BYTES_PER_S) -> None:
-        self.rate = (packets, nbytes)
-        self.tokens = [packets, nbytes]
+    def __init__(
+        self, packets: float = MAX_PACKETS_PER_S, nbytes: float = MAX_BYTES_PER_S, work: float = MAX_WORK_PER_S
+    ) -> None:
+        self.rate = (packets, nbytes, work)
+        self.tokens = [packets, nbytes, work]
         self.at = time.monotonic()
 
     def take(self, size: int, now: float | None = None) -> bool:
@@ -161,11 +177,15 @@ class Budget:
         elapsed, self.at = now - self.at, now
         for i, rate in enumerate(self.rate):
             self.tokens[i] = min(rate, self.tokens[i] + elapsed * rate)  # at most one second's worth saved up
-        if self.tokens[0] < 1 or self.tokens[1] < size:
+        if self.tokens[0] < 1 or self.tokens[1] < size or self.tokens[2] <= 0:
             return False
         self.tokens[0] -= 1
         self.tokens[1] -= size
         return True
+
+    def spend(self, seconds: float) -> None:
+        """Charge work already done; a debt holds packets back until time pays it off."""
+        self.tokens[2] -= seconds
 
 
 class OscRouter:
@@ -325,32 +345,49 @@ class OscServer(Source):
         sock, bus = self._sock, self._bus
         assert sock is not None and bus is not None
         while not self.stopping:
-            self.deliver()
+            self.deliver()  # mail from the loop (a remap) is handled here, on the thread that routes
             try:
                 data, _ = sock.recvfrom(65536)
             except TimeoutError:
                 continue
             except OSError:
                 if self.stopping:
-                    return
+                    break
                 raise  # the guard logs it, counts a restart and serves again
             self.receive(bus, data)
+        self.deliver()  # a remap that came as the show ended still applies: the router is right after stop()
 
     def receive(self, bus: ControlBus, data: bytes) -> None:
-        """One datagram: checked, within the budget, parsed, routed. Never raises."""
+        """One datagram: within the budget, checked, parsed, routed."""
+        self.packets += 1
+        size = len(data)
+        # An oversize packet is refused unread: it costs a packet token but no bytes, as none of it is parsed.
+        if not self.budget.take(size if size <= MAX_PACKET else 0):
+            self.dropped += 1  # a flood: not even looked at, and not logged per packet
+            if self.dropped == 1:
+                log.warning(
+                    "osc: packets come faster than they are parsed (%d or 1 MB a second, %.2f s of CPU time); "
+                    "the excess is dropped unread and counted (osc.dropped)",
+                    MAX_PACKETS_PER_S,
+                    MAX_WORK_PER_S,
+                )
+            return
+        started = time.thread_time()
+        try:
+            self._receive(bus, data)
+        finally:
+            self.budget.spend(time.thread_time() - started)
+
+    def _receive(self, bus: ControlBus, data: bytes) -> None:
         from pythonosc.osc_packet import OscPacket
 
-        self.packets += 1
-        if not self.budget.take(len(data)):
-            self.dropped += 1  # a flood: not even looked at, and not logged per packet
-            return
         try:
             check_packet(data)
         except Reject as e:
             if len(data) > MAX_PACKET:
                 self.oversize += 1
             self.malformed += 1
-            bus.reject("osc", f"a packet that is not usable OSC ({e})", key=f"<{str(e)[:24]}>")
+            bus.reject("osc", f"a packet that is not usable OSC ({e})", key=f"<{e.kind}>")
             return
         try:
             messages = [m.message for m in OscPacket(data).messages]
@@ -379,7 +416,12 @@ class OscServer(Source):
     def status(self) -> str:
         if self.error:
             return f"OSC off ({self.error})"
-        return f"OSC :{self.port}" + (f"  dropped {self.dropped}" if self.dropped else "")
+        # Trouble only: a quiet line when all is well, the counts a VJ can act on (a flooding or broken sender).
+        return (
+            f"OSC :{self.port}"
+            + (f"  dropped {self.dropped}" if self.dropped else "")
+            + (f"  malformed {self.malformed}" if self.malformed else "")
+        )
 
     def report(self) -> dict[str, Any]:
         return {
@@ -418,6 +460,7 @@ class OscFeedback(Source):
         while not self.stopping:
             self.wait_mail(0.2)
             self.deliver()
+        self.deliver()  # the last changes before the show ended still go out
 
     def on_changed(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
@@ -425,7 +468,7 @@ class OscFeedback(Source):
             try:
                 self.client.send_message(PREFIX + name, out)
                 self.sent += 1
-            except OSError as e:
+            except Exception as e:  # noqa: BLE001 - a network error or a value OSC cannot carry: skip this one
                 self.failed += 1
                 if self.failed == 1:
                     log.warning("OSC out to %s:%d failed (%s); counting further failures", self.host, self.port, e)
