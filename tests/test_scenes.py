@@ -160,7 +160,7 @@ def test_switching_by_every_source(tmp_path):
 
 def test_a_switch_glides_numbers_and_crossfades_without_a_stall(tmp_path):
     scenes_with_motion(tmp_path)
-    s = show(tmp_path, frames=150, scene=1, clock=SteppedClock())  # frame k at k/60 s, however busy the box
+    s = show(tmp_path, frames=150, scene=1, clock=SteppedClock(paced=True))  # frame k at k/60 s, however busy
     zooms, pictures = [], []
 
     def watch(s: Show) -> None:
@@ -224,7 +224,7 @@ def test_a_prompt_cycle_fades_through_the_prompt_fader(tmp_path):
         "01.toml",
         'name = "Cycle"\nprompts = ["fire and lava", "deep blue ocean"]\ncycle = 1.0\ntransition = 0.5\n',
     )
-    s = show(tmp_path, frames=150, scene=1, clock=SteppedClock())  # frame k at k/60 s, however busy the box
+    s = show(tmp_path, frames=150, scene=1, clock=SteppedClock(paced=True))  # frame k at k/60 s, however busy
     prompts, blends = [], []
     s.on_frame.append(lambda s: (prompts.append(s.params["prompt"]), blends.append(s.params["prompt_blend"])))
     s.run()

@@ -25,13 +25,19 @@ class RealClock:
 
 
 class SteppedClock:
-    """Time that passes only when the loop sleeps: frame k starts at exactly ``start + k / fps``."""
+    """Time that passes only when the loop sleeps: frame k starts at exactly ``start + k / fps``.
 
-    def __init__(self, start: float = 0.0) -> None:
+    ``paced=True`` also sleeps for real, so threads that run on the wall clock (the generator) keep about the pace
+    they have in a show; the loop's own time still advances by exactly one frame per frame."""
+
+    def __init__(self, start: float = 0.0, paced: bool = False) -> None:
         self.t = start
+        self.paced = paced
 
     def now(self) -> float:
         return self.t
 
     def sleep(self, seconds: float) -> None:
+        if self.paced and seconds > 0:
+            time.sleep(seconds)
         self.t += max(0.0, seconds)
