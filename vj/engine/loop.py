@@ -423,6 +423,7 @@ class Show:
         self._tell_sources(list(self.params.specs))
         try:
             self._loop()
+            self.apply(self.bus.drain())  # what was posted before the stop counts: the report shows it
         except KeyboardInterrupt:
             log.info("interrupted")
         finally:
