@@ -69,8 +69,9 @@ class Source:
         return None
 
     def health(self) -> dict[str, Any]:
-        alive = any(t.is_alive() for t in self.threads) if self.threads else not self.dead
-        return {"alive": alive and not self.dead, "restarts": self.restarts, "error": self.last_error}
+        running = any(t.is_alive() for t in self.threads) if self.threads and not self.stopping else True
+        alive = running and not self.dead  # after a stop, alive means it did not die before it
+        return {"alive": alive, "restarts": self.restarts, "error": self.last_error}
 
     # -- the source's side -----------------------------------------------------------------------------------
     def deliver(self) -> int:
