@@ -392,3 +392,82 @@ def test_the_hud_reads_pick_up_state_while_the_midi_thread_changes_it(controller
         midi.stop()
     assert not errors, errors
     assert midi.router.received >= 1000 and midi.health()["restarts"] == 0
+
+
+def test_a_lone_sysex_start_does_not_mute_the_controller(controller, tmp_path):
+    """0xF0 with no 0xF7: rtmidi would swallow every later message; the flush gives them back, in order."""
+    name, port = controller
+    midi = MidiInput(name, load_mapping(contract_mapping(tmp_path)), backend=JACK)
+    show = Show(ShowConfig(size=(160, 90), gen_size=(64, 64), headless=True, seconds=60))
+    show.add_source(midi)
+    seen: list[float] = []
+
+    def watch(s: Show) -> None:
+        if s.frames == 10:
+            port._rt.send_message([0xF0, 0x7E])  # a dump cut short
+            port.send(cc(21, 127))  # swallowed by the open sysex...
+            port.send(cc(21, 0))  # ...and this one too
+        zoom = s.params.target("zoom")
+        if s.frames > 10 and (not seen or seen[-1] != zoom):
+            seen.append(zoom)
+        if s.frames > 10 and zoom == -1.0:
+            s.stop()
+
+    show.on_frame.append(watch)
+    report = show.run()
+    assert show.elapsed < 60, "MIDI stayed muted after a lone 0xF0"
+    assert report["params"]["zoom"] == -1.0 and report["midi"]["recovered_from_sysex"] == 2
+    assert report["midi"]["rejected"] == 0
+
+
+def test_messages_after_a_lone_sysex_start_keep_working(controller, tmp_path):
+    """The flush ends the broken sysex even when nothing follows it at once: later knob moves arrive as usual."""
+    name, port = controller
+    midi = MidiInput(name, load_mapping(contract_mapping(tmp_path)), backend=JACK)
+    show = Show(ShowConfig(size=(160, 90), gen_size=(64, 64), headless=True, seconds=60))
+    show.add_source(midi)
+    flushed: list[int] = []
+
+    def watch(s: Show) -> None:
+        if s.frames == 10:
+            port._rt.send_message([0xF0])
+            flushed.append(midi.arrived)
+        if len(flushed) == 1 and midi._last_flush > 0 and s.frames > 10:
+            flushed.append(s.frames)
+            port.send(cc(21, 127))
+        if s.params.target("zoom") == 1.0:
+            s.stop()
+
+    show.on_frame.append(watch)
+    report = show.run()
+    assert show.elapsed < 60 and report["params"]["zoom"] == 1.0, "MIDI stayed muted after a lone 0xF0"
+
+
+def test_a_replug_faster_than_a_port_listing_is_reopened(controller, tmp_path):
+    """The device vanishes and comes back under the same name between two checks: JACK's graph tells."""
+    name, port = controller
+    midi = MidiInput(name, load_mapping(contract_mapping(tmp_path)), backend=JACK)
+    show = Show(ShowConfig(size=(160, 90), gen_size=(64, 64), headless=True, seconds=60))
+    show.add_source(midi)
+    state: dict = {}
+
+    def watch(s: Show) -> None:
+        if s.frames == 10:
+            state["before"] = midi.port_name
+            port.close()
+            state["port"] = mido.open_output(name, virtual=True)  # back at once, same name
+        if "port" in state and midi.connects == 2 and "sent" not in state:
+            state["sent"] = s.frames
+            state["port"].send(cc(21, 0))
+        if s.params.target("zoom") == -1.0:
+            s.stop()
+
+    show.on_frame.append(watch)
+    try:
+        report = show.run()
+    finally:
+        if "port" in state:
+            state["port"].close()
+    assert state["before"] == report["midi"]["port"], "the device came back under the same name"
+    assert report["midi"]["connects"] == 2 and report["midi"]["disconnects"] == 1
+    assert report["params"]["zoom"] == -1.0, "the control works again after the replug"

@@ -15,7 +15,9 @@
 Everything else (sysex, clock, start/stop, aftertouch, unmapped controls) is counted and ignored.
 
 ``MidiInput`` owns the ports: it opens the device by name or part of a name, watches for it to vanish and come
-back, and echoes parameter changes to an output port for LEDs and motor faders.
+back (on JACK also a replug too fast for a port listing to see), and echoes parameter changes to an output port for
+LEDs and motor faders. On rtmidi it reads raw events (``vj.control.midi_port``), so a lone sysex start from a
+glitching controller cannot mute it.
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ from typing import Any
 
 from vj.control.bus import ControlBus
 from vj.control.mapping import RELATIVE, CcRoute, Mapping, NoteRoute
+from vj.control.midi_port import FLUSH_S, POLL_S, JackGraph, RawInput, decode
 from vj.control.osc import Operation
 from vj.control.source import Source
 from vj.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
-RECONNECT_S = 1.0
+RECONNECT_S = 0.25  # port listing through the long-lived probe costs well under a millisecond
 
 
 def relative_ticks(mode: str, value: int) -> int:
@@ -236,10 +239,9 @@ class PortProbe:
     def __init__(self, backend: str) -> None:
         import rtmidi
 
-        module, _, api_name = backend.partition("/")
-        if module != "mido.backends.rtmidi":
+        api = rtmidi_api(backend)
+        if api is None:
             raise DeviceError(f"port watching needs an rtmidi backend, not {backend}")
-        api = getattr(rtmidi, f"API_{api_name}", rtmidi.API_UNSPECIFIED) if api_name else rtmidi.API_UNSPECIFIED
         try:
             self._in = rtmidi.MidiIn(api, name="vj-ports")
             self._out = rtmidi.MidiOut(api, name="vj-ports")
@@ -255,6 +257,16 @@ class PortProbe:
     def close(self) -> None:
         self._in.delete()
         self._out.delete()
+
+
+def rtmidi_api(backend: str) -> int | None:
+    """The rtmidi API a mido backend name stands for, or None when the backend is not rtmidi."""
+    module, _, api_name = backend.partition("/")
+    if module != "mido.backends.rtmidi":
+        return None
+    import rtmidi
+
+    return int(getattr(rtmidi, f"API_{api_name}", rtmidi.API_UNSPECIFIED)) if api_name else rtmidi.API_UNSPECIFIED
 
 
 def match_port(query: str, names: list[str]) -> str | None:
@@ -292,6 +304,10 @@ class MidiInput(Source):
         self.disconnects = 0
         self.rejected = 0
         self.arrived = 0
+        self.recovered = 0  # messages a broken sysex had swallowed, given back by the flush
+        self._last_arrival = 0.0
+        self._last_flush = 0.0
+        self._graph: JackGraph | None = None
         self.connected_at_end: bool | None = None
         self._port: Any = None
         self._out: Any = None
@@ -306,6 +322,11 @@ class MidiInput(Source):
             self._probe = PortProbe(self.backend)
         except DeviceError as e:
             log.warning("%s; listing ports the slow way", e)
+        if self.backend.endswith("/UNIX_JACK"):
+            try:
+                self._graph = JackGraph.shared()
+            except OSError as e:
+                log.info("cannot read JACK's connections (%s): a very fast replug may go unseen", e)
         self._check()
         if self._port is None:
             log.warning(
@@ -329,18 +350,38 @@ class MidiInput(Source):
     def _run(self) -> None:
         next_check = time.monotonic() + RECONNECT_S
         while not self.stopping:
-            try:
-                msg = self._incoming.get(timeout=0.05)
-                for _ in range(1000):  # a burst in one go; mail and ports in between bursts
-                    self._route(msg)
-                    msg = self._incoming.get_nowait()
-            except queue.Empty:
-                pass
+            port = self._port
+            if isinstance(port, RawInput):
+                self._read_raw(port)
+            else:
+                try:
+                    msg = self._incoming.get(timeout=0.05)
+                    for _ in range(1000):  # a burst in one go; mail and ports in between bursts
+                        self._route(msg)
+                        msg = self._incoming.get_nowait()
+                except queue.Empty:
+                    pass
             self.deliver()
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + RECONNECT_S
                 self._check()
             self._pickups = tuple(sorted(set(self.router.pending_pickups())))
+
+    def _read_raw(self, port: RawInput) -> None:
+        """Take what rtmidi queued; when the input has been quiet a while, end any sysex rtmidi holds open."""
+        events = port.read(1000)
+        now = time.monotonic()
+        for data in events:
+            if data != [0xF7]:  # not the flush coming back
+                self.arrived += 1
+            self._route(data)
+        if events:
+            self._last_arrival = now
+            return
+        if now - max(self._last_arrival, self._last_flush) >= FLUSH_S:
+            self._last_flush = now
+            port.flush()
+        self._stopping.wait(POLL_S)
 
     def _safe_names(self) -> list[str]:
         try:
@@ -357,11 +398,19 @@ class MidiInput(Source):
             log.warning("MIDI device '%s' went away; waiting for it to come back", self.port_name)
             self.disconnects += 1
             self._close()
+        elif self._replugged():
+            log.warning("MIDI device '%s' was replugged; reopening it", self.port_name)
+            self.disconnects += 1
+            self._close()
         if self._port is None:
             name = match_port(self.query or "", names)
             if name is not None:
                 try:
-                    self._port = mido.open_input(name, callback=self._on_message)
+                    api = rtmidi_api(self.backend)
+                    if api is not None:
+                        self._port = RawInput(api, name)
+                    else:
+                        self._port = mido.open_input(name, callback=self._on_message)
                 except Exception as e:  # noqa: BLE001 - a port can vanish between listing and opening
                     log.warning("cannot open MIDI input '%s' (%s); trying again", name, e)
                     return
@@ -384,6 +433,13 @@ class MidiInput(Source):
         except DeviceError:
             return []
 
+    def _replugged(self) -> bool:
+        """On JACK: the device's port is there but ours is no longer connected to it (it came back as a new port)."""
+        port, graph = self._port, self._graph
+        if not isinstance(port, RawInput) or graph is None or self.port_name is None:
+            return False
+        return not graph.connected(port.port, self.port_name)
+
     def _close(self) -> None:
         if self._port is not None:
             try:
@@ -393,13 +449,27 @@ class MidiInput(Source):
             self._port = None
 
     def _on_message(self, msg: Any) -> None:
-        """rtmidi's thread: hand the message over and return at once."""
+        """The backend's thread: hand the message over and return at once."""
         self.arrived += 1
         self._incoming.put(msg)
 
     def _route(self, msg: Any) -> None:
         bus = self._bus
         if bus is None:
+            return
+        if isinstance(msg, list):  # raw bytes from RawInput
+            try:
+                messages, recovered = decode(msg)
+            except ValueError as e:
+                self.rejected += 1
+                bus.reject("midi", f"{bytes(msg[:20]).hex(' ')} ({e})", key="bytes")
+                return
+            if recovered:
+                if not self.recovered:
+                    log.warning("MIDI: a sysex without its end (0xF7) held %d messages back; recovered them", recovered)
+                self.recovered += recovered
+            for m in messages:
+                self._route(m)
             return
         try:
             ops = self.router.handle(msg)
@@ -446,5 +516,7 @@ class MidiInput(Source):
             "received": r.received,
             "ignored": r.ignored,
             "pickup_waiting": r.waiting,
+            "rejected": self.rejected,
+            "recovered_from_sysex": self.recovered,
             "backend": self.backend,
         }
