@@ -102,3 +102,58 @@ def test_a_hostile_edit_during_the_show_keeps_the_old_scene(tmp_path):
     assert director.active is not None and director.active.name == "A"
     assert "nested" in next(iter(director.errors.values()))
     assert Path(director.active.file) == path
+
+
+def _junk(rng, depth=0):
+    """A random TOML value: every type TOML has, odd numbers, nesting."""
+    kinds = ["int", "float", "str", "bool", "list", "table"] if depth < 3 else ["int", "float", "str", "bool"]
+    kind = rng.choice(kinds)
+    if kind == "int":
+        return rng.choice([0, 1, -1, 7, 14, 16, 17, 127, 128, 10**12])
+    if kind == "float":
+        return rng.choice([0.0, 0.5, -2.0, 1e300, float("nan"), float("inf")])
+    if kind == "str":
+        return rng.choice(["", "zoom", "scene", "/a", "x y", "#ff0000", "video", "toggle", "lcm"])
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "list":
+        return [_junk(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return {rng.choice(["channel", "target", "kind", "x"]): _junk(rng, depth + 1) for _ in range(rng.randrange(3))}
+
+
+def _tables(rng, keys):
+    return {k: _junk(rng) for k in rng.sample(keys, rng.randrange(1, len(keys)))}
+
+
+def test_random_tables_give_a_config_error_or_a_mapping_never_anything_else():
+    import random
+
+    from vj.control.mapping import parse_mapping
+
+    rng = random.Random(11)
+    cc_keys = ["channel", "control", "target", "range", "mode", "bits", "step", "takeover", "value", "led", "x"]
+    errors = 0
+    for _ in range(1500):
+        entry = _tables(rng, cc_keys)
+        entry.setdefault("channel", rng.choice([1, 16, 0]))
+        data = {"midi": {"cc": [entry], "takeover": rng.choice(["jump", "grab"])}} if rng.random() < 0.7 else entry
+        try:
+            parse_mapping(data, "m.toml")
+        except ConfigError as e:
+            errors += 1
+            assert str(e).startswith("m.toml") and "\n" not in str(e)
+    assert errors > 1000, "most random tables are wrong, and each one says so"
+
+
+def test_random_tables_give_a_config_error_or_a_scene_never_anything_else():
+    import random
+
+    from vj.scenes import parse_scene
+
+    rng = random.Random(12)
+    keys = ["name", "kind", "prompt", "prompts", "cycle", "blend", "transition", "params", "layers", "replay", "zz"]
+    for _ in range(1500):
+        try:
+            parse_scene(_tables(rng, keys), "s.toml")
+        except ConfigError as e:
+            assert str(e).startswith("s.toml") and "\n" not in str(e)

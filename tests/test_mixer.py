@@ -77,7 +77,7 @@ def test_layer_options_parse_into_specs(tmp_path):
         ({"kind": "gradient", "source": "#000000"}, "needs two colours"),
         ({"kind": "solid", "source": "#ff0000", "mode": "burn"}, "layers[2].mode: unknown blend mode 'burn'"),
         ({"kind": "solid", "source": "#ff0000", "into": "under"}, "layers[2].into: unknown place"),
-        ({"kind": "solid", "source": "#ff0000", "opacity": 2}, "layers[2].opacity: opacity must be a number 0..1"),
+        ({"kind": "solid", "source": "#ff0000", "opacity": 2}, "layers[2].opacity: 2 is out of range (use 0..1)"),
         ({"kind": "brush", "colour": "x"}, "layers[2].colour: unknown key 'colour'"),
         ({"kind": "camera", "source": "front"}, "camera wants a device number"),
     ],

@@ -58,7 +58,7 @@ def test_the_shipped_scenes_load_and_list_in_file_order():
             "bad.toml: mapping.midi.cc[0].target: unknown parameter or action 'zom' (did you mean 'zoom'?)",
         ),
         ("[replay]\nseconds = 5\n", 'replay: replay options belong to a replay scene (add kind = "replay")'),
-        ('kind = "replay"\n[replay]\ncount = 0\n', "replay.count: expected a whole number 1..1000"),
+        ('kind = "replay"\n[replay]\ncount = 0\n', "replay.count: expected a whole number 1..1000, got 0"),
         ('prompt = "x\n', "bad.toml: not valid TOML"),
     ],
 )

@@ -11,35 +11,22 @@ keys, MIDI program change, OSC, voice — and reloads edited files live.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, model_validator
 
 from vj.control.mapping import Mapping, parse_mapping
 from vj.errors import ConfigError, ParamError
 from vj.layers.spec import LayerSpec, layer_spec
 from vj.params import PARAMS, unknown
+from vj.schema import Table, check, invalid
 from vj.tomlfile import read_toml
 
 log = logging.getLogger(__name__)
 
 SCENES_DIR = Path(__file__).resolve().parent / "data" / "scenes"  # package data (scenes/ links here)
-KEYS = (
-    "name",
-    "kind",
-    "prompt",
-    "prompts",
-    "cycle",
-    "blend",
-    "generator",
-    "transition",
-    "params",
-    "layers",
-    "mapping",
-    "replay",
-)
-KINDS = ("dream", "replay")
 RELOAD_S = 0.5
 
 
@@ -73,88 +60,92 @@ def _fail(file: str, key: str, message: str, fix: str | None = None) -> ConfigEr
     return ConfigError(message, file=file, key=key, fix=fix)
 
 
-def _number(file: str, key: str, value: Any, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _fail(file, key, f"expected a number {lo:g}..{hi:g}, got {value!r}")
-    if not lo <= value <= hi:
-        raise _fail(file, key, f"{value:g} is out of range", f"use {lo:g}..{hi:g}")
-    return float(value)
-
-
-def _text(file: str, key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise _fail(file, key, f"expected some text, got {value!r}")
+def _text(value: str) -> str:
+    if not value.strip():
+        raise invalid(f"expected some text, got {value!r}")
     return " ".join(value.split())
+
+
+Text = Annotated[str, AfterValidator(_text), Field(json_schema_extra={"expected": "some text"})]
+
+
+class ReplayTable(Table):
+    seconds: float = Field(6.0, ge=0.5, le=600, allow_inf_nan=False)
+    count: int = Field(12, ge=1, le=1000, json_schema_extra={"expected": "a whole number 1..1000"})
+    feed: bool = False
+    morph: bool = True
+
+
+class SceneTable(Table):
+    """The shape of a scene file; what it names (parameters, generators, layers, mappings) is checked after."""
+
+    name: Text | None = None
+    kind: Literal["dream", "replay"] = Field("dream", json_schema_extra={"what": "scene kind"})
+    prompt: Text | None = None
+    prompts: list[Text] | None = Field(None, min_length=1, json_schema_extra={"expected": "a list of prompts"})
+    cycle: float | None = Field(None, ge=1, le=3600, allow_inf_nan=False)
+    blend: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    generator: Any = None
+    transition: float = Field(2.0, ge=0, le=60, allow_inf_nan=False)
+    params: dict[str, Any] = Field(default_factory=dict, json_schema_extra={"expected": "a [params] table"})
+    layers: list[dict[str, Any]] | None = Field(None, json_schema_extra={"expected": "[[layers]] tables"})
+    mapping: dict[str, Any] | None = Field(
+        None, json_schema_extra={"expected": "a table with [mapping.midi] and/or [mapping.osc]"}
+    )
+    replay: ReplayTable | None = None
+
+    @model_validator(mode="after")
+    def _fits_together(self) -> SceneTable:
+        if self.prompt is not None and self.prompts is not None:
+            raise invalid("both prompt and prompts are set", "keep one", key="prompts")
+        count = 1 if self.prompt is not None else len(self.prompts or ())
+        if (self.cycle is not None or self.blend is not None) and count < 2:
+            key = "cycle" if self.cycle is not None else "blend"
+            raise invalid("needs at least two prompts", 'give prompts = ["...", "..."]', key=key)
+        if self.cycle is not None and self.blend is not None:
+            fix = "cycle goes through the prompts, blend holds a mix: keep one"
+            raise invalid("cycle and blend are set", fix, key="blend")
+        if self.cycle is not None and self.cycle < self.transition:
+            raise invalid(
+                f"each prompt lasts {self.cycle:g} s, less than the {self.transition:g} s transition",
+                "make cycle at least as long as transition",
+                key="cycle",
+            )
+        if self.kind != "replay" and self.replay is not None:
+            raise invalid("replay options belong to a replay scene", 'add kind = "replay"', key="replay")
+        return self
 
 
 def parse_scene(data: dict[str, Any], file: str, base: Path | None = None) -> Scene:
     """A scene from parsed TOML; relative layer paths are taken from ``base`` (the scene file's folder)."""
-    for key in data:
-        if key not in KEYS:
-            import difflib
-
-            close = difflib.get_close_matches(key, KEYS, n=1)
-            raise _fail(
-                file,
-                key,
-                f"unknown key '{key}'",
-                f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(KEYS)}",
-            )
-    name = _text(file, "name", data["name"]) if "name" in data else Path(file).stem
-    kind = data.get("kind", "dream")
-    if kind not in KINDS:
-        raise _fail(file, "kind", f"unknown scene kind {kind!r}", f"choose {' | '.join(KINDS)}")
-    if "prompt" in data and "prompts" in data:
-        raise _fail(file, "prompts", "both prompt and prompts are set", "keep one")
-    prompts: tuple[str, ...] = ()
-    if "prompt" in data:
-        prompts = (_text(file, "prompt", data["prompt"]),)
-    elif "prompts" in data:
-        raw = data["prompts"]
-        if not isinstance(raw, list) or not raw:
-            raise _fail(file, "prompts", f"expected a list of prompts, got {raw!r}")
-        prompts = tuple(_text(file, f"prompts[{i}]", p) for i, p in enumerate(raw))
-    cycle = _number(file, "cycle", data["cycle"], 1, 3600) if "cycle" in data else None
-    blend = _number(file, "blend", data["blend"], 0, 1) if "blend" in data else None
-    if (cycle is not None or blend is not None) and len(prompts) < 2:
-        raise _fail(
-            file,
-            "cycle" if cycle is not None else "blend",
-            "needs at least two prompts",
-            'give prompts = ["...", "..."]',
-        )
-    if cycle is not None and blend is not None:
-        raise _fail(
-            file, "blend", "cycle and blend are set", "cycle goes through the prompts, blend holds a mix: keep one"
-        )
-    generator, options = _generator(file, data.get("generator"))
-    transition = _number(file, "transition", data.get("transition", 2.0), 0, 60)
-    if cycle is not None and cycle < transition:
-        raise _fail(
-            file,
-            "cycle",
-            f"each prompt lasts {cycle:g} s, less than the {transition:g} s transition",
-            "make cycle at least as long as transition",
-        )
-    params = _params(file, data.get("params", {}))
+    t = check(SceneTable, data, file)
+    prompts = (t.prompt,) if t.prompt is not None else tuple(t.prompts or ())
+    generator, options = _generator(file, t.generator)
+    params = _params(file, t.params)
     layers = None
-    if "layers" in data:
-        raw_layers = data["layers"]
-        if not isinstance(raw_layers, list):
-            raise _fail(file, "layers", "expected [[layers]] tables")
-        layers = tuple(_layer(file, i, entry, base) for i, entry in enumerate(raw_layers))
+    if t.layers is not None:
+        layers = tuple(_layer(file, i, entry, base) for i, entry in enumerate(t.layers))
         if len(layers) > 4:
             raise _fail(file, "layers", f"{len(layers)} layers; there are 4 slots", "use at most 4")
-    mapping = None
-    if "mapping" in data:
-        if not isinstance(data["mapping"], dict):
-            raise _fail(file, "mapping", "expected a table with [mapping.midi] and/or [mapping.osc]")
-        mapping = parse_mapping(data["mapping"], file, prefix="mapping")
-    replay = _replay(file, data.get("replay")) if kind == "replay" else None
-    if kind != "replay" and "replay" in data:
-        raise _fail(file, "replay", "replay options belong to a replay scene", 'add kind = "replay"')
+    mapping = parse_mapping(t.mapping, file, prefix="mapping") if t.mapping is not None else None
+    replay = None
+    if t.kind == "replay":
+        r = t.replay or ReplayTable()
+        replay = ReplayOptions(seconds=float(r.seconds), count=r.count, feed=r.feed, morph=r.morph)
     return Scene(
-        name, file, kind, prompts, cycle, blend, generator, options, params, layers, mapping, transition, replay
+        t.name or Path(file).stem,
+        file,
+        t.kind,
+        prompts,
+        t.cycle,
+        t.blend,
+        generator,
+        options,
+        params,
+        layers,
+        mapping,
+        t.transition,
+        replay,
     )
 
 
@@ -192,9 +183,7 @@ def _generator(file: str, value: Any) -> tuple[str | None, dict[str, Any]]:
     return name, options
 
 
-def _params(file: str, table: Any) -> dict[str, Any]:
-    if not isinstance(table, dict):
-        raise _fail(file, "params", "expected a [params] table")
+def _params(file: str, table: dict[str, Any]) -> dict[str, Any]:
     specs = {p.name: p for p in PARAMS}
     out = {}
     for name, value in table.items():
@@ -210,37 +199,13 @@ def _params(file: str, table: Any) -> dict[str, Any]:
     return out
 
 
-def _layer(file: str, i: int, entry: Any, base: Path | None) -> LayerSpec:
-    if not isinstance(entry, dict):
-        raise _fail(file, f"layers[{i}]", "expected a table")
+def _layer(file: str, i: int, entry: dict[str, Any], base: Path | None) -> LayerSpec:
     entry = dict(entry)
     source = entry.get("source")
     relative = isinstance(source, str) and not Path(source).is_absolute()
     if base is not None and relative and entry.get("kind") in ("image", "video"):
         entry["source"] = str(base / str(source))
     return layer_spec(entry, file, key=f"layers[{i}]")
-
-
-def _replay(file: str, value: Any) -> ReplayOptions:
-    if value is None:
-        return ReplayOptions()
-    if not isinstance(value, dict):
-        raise _fail(file, "replay", "expected a [replay] table")
-    for k in value:
-        if k not in ("seconds", "count", "feed", "morph"):
-            raise _fail(file, f"replay.{k}", f"unknown key '{k}'", "known keys: seconds, count, feed, morph")
-    for k in ("feed", "morph"):
-        if k in value and not isinstance(value[k], bool):
-            raise _fail(file, f"replay.{k}", f"expected true or false, got {value[k]!r}")
-    count = value.get("count", 12)
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
-        raise _fail(file, "replay.count", f"expected a whole number 1..1000, got {count!r}")
-    return ReplayOptions(
-        seconds=_number(file, "replay.seconds", value.get("seconds", 6.0), 0.5, 600),
-        count=count,
-        feed=value.get("feed", False),
-        morph=value.get("morph", True),
-    )
 
 
 def load_scene(path: Path) -> Scene:

@@ -14,22 +14,27 @@ routers apply them.
 
 from __future__ import annotations
 
-import difflib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import Field, field_validator
+from pydantic.json_schema import JsonDict
 
 from vj.control.actions import ACTIONS, ActionSpec
 from vj.errors import ConfigError, ParamError
 from vj.params import PARAMS, ParamSpec, unknown
+from vj.schema import Table, check, invalid
 from vj.tomlfile import read_toml
 
-CC_MODES = ("absolute", "relative-twos", "relative-signed", "relative-offset", "trigger", "toggle", "hold")
+CcMode = Literal["absolute", "relative-twos", "relative-signed", "relative-offset", "trigger", "toggle", "hold"]
+ButtonMode = Literal["trigger", "toggle", "hold"]
+Takeover = Literal["jump", "pickup"]
+CC_MODES: tuple[str, ...] = get_args(CcMode)
 RELATIVE = CC_MODES[1:4]
-BUTTON_MODES = ("trigger", "toggle", "hold")
-TAKEOVERS = ("jump", "pickup")
+BUTTON_MODES: tuple[str, ...] = get_args(ButtonMode)
+TAKEOVERS: tuple[str, ...] = get_args(Takeover)
 
 MAPPINGS_DIR = Path(__file__).resolve().parent.parent / "data" / "mappings"  # package data (mappings/ links here)
 
@@ -99,9 +104,88 @@ class Mapping:
     summary: dict[str, int] = field(default_factory=dict)
 
 
-# -- small check functions, one per kind of value ---------------------------------------------------------------
+# -- the shape of a mapping file, as models ------------------------------------------------------------------------
+Channel = Annotated[int, Field(ge=1, le=16)]
+Byte = Annotated[int, Field(ge=0, le=127)]
+TWO_NUMBERS: JsonDict = {"expected": "two numbers [low, high]"}
+LED: JsonDict = {"expected": "[on, off] values 0..127"}
 
 
+def _tables(section: str) -> Any:
+    return Field(default_factory=list, json_schema_extra={"expected": f"an array of tables ([[{section}]])"})
+
+
+class CcTable(Table):
+    channel: Channel
+    control: Byte
+    target: str = Field(json_schema_extra={"missing": "name a parameter or an action, see `vj osc list`"})
+    range: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
+        None, min_length=2, max_length=2, json_schema_extra=TWO_NUMBERS
+    )
+    mode: CcMode = "absolute"
+    bits: Literal[7, 14] = 7
+    step: float | None = Field(None, allow_inf_nan=False)
+    takeover: Takeover | None = None
+    value: Any = None
+    release: Any = None
+    led: list[Byte] | None = Field(None, min_length=2, max_length=2, json_schema_extra=LED)
+
+
+class NoteTable(Table):
+    channel: Channel
+    note: Byte
+    target: str = Field(json_schema_extra={"missing": "name a parameter or an action, see `vj osc list`"})
+    mode: ButtonMode = "trigger"
+    value: Any = None
+    release: Any = None
+    led: list[Byte] | None = Field(None, min_length=2, max_length=2, json_schema_extra=LED)
+
+
+class ProgramTable(Table):
+    channel: Channel | None = None
+    target: str = Field(json_schema_extra={"missing": 'use target = "scene"'})
+
+
+class OscRouteTable(Table):
+    address: str = Field(json_schema_extra={"missing": 'add address = "/1/fader1"'})
+    target: str = Field(json_schema_extra={"missing": "name a parameter or an action, see `vj osc list`"})
+    range: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
+        None, min_length=2, max_length=2, json_schema_extra=TWO_NUMBERS
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, address: str) -> str:
+        if not address.startswith("/") or " " in address:
+            raise invalid(f'expected an OSC address like "/1/fader1", got {address!r}')
+        return address
+
+
+class MidiTable(Table):
+    device: str | None = Field(None, json_schema_extra={"expected": "a port name (or part of one)"})
+    takeover: Takeover = "jump"
+    cc: list[CcTable] = _tables("midi.cc")
+    note: list[NoteTable] = _tables("midi.note")
+    program: list[ProgramTable] = _tables("midi.program")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str | None) -> str | None:
+        if device is not None and not device.strip():
+            raise invalid(f"expected a port name (or part of one), got {device!r}")
+        return device
+
+
+class OscTable(Table):
+    route: list[OscRouteTable] = _tables("osc.route")
+
+
+class MappingTable(Table):
+    midi: MidiTable = MidiTable()
+    osc: OscTable = OscTable()
+
+
+# -- what the shape cannot say: targets, their ranges and values, and how buttons use them ----------------------------
 class _Checker:
     def __init__(self, file: str, prefix: str = "") -> None:
         self.file, self.prefix = file, prefix
@@ -109,54 +193,7 @@ class _Checker:
     def fail(self, key: str, message: str, fix: str | None = None) -> ConfigError:
         return ConfigError(message, file=self.file, key=".".join(k for k in (self.prefix, key) if k), fix=fix)
 
-    def table(self, data: Any, key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
-        if not isinstance(data, dict):
-            raise self.fail(key, f"expected a table, got {_type(data)}")
-        for name in data:
-            if name not in allowed:
-                close = difflib.get_close_matches(name, allowed, n=1)
-                hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(allowed)}"
-                raise self.fail(f"{key}.{name}" if key else name, f"unknown key '{name}'", hint)
-        return data
-
-    def array(self, data: Any, key: str) -> list[Any]:
-        if not isinstance(data, list):
-            raise self.fail(key, f"expected an array of tables ([[{key}]]), got {_type(data)}")
-        return data
-
-    def integer(
-        self, data: dict[str, Any], key: str, name: str, lo: int, hi: int, *, default: int | None = None
-    ) -> int:
-        if name not in data:
-            if default is not None:
-                return default
-            raise self.fail(key, f"'{name}' is missing", f"add {name} = <{lo}..{hi}>")
-        value = data[name]
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(f"{key}.{name}", f"expected a whole number {lo}..{hi}, got {_type(value)} {value!r}")
-        if not lo <= value <= hi:
-            raise self.fail(f"{key}.{name}", f"{value} is out of range", f"use {lo}..{hi}")
-        return value
-
-    def choice(self, data: dict[str, Any], key: str, name: str, choices: tuple[str, ...], default: str) -> str:
-        value = data.get(name, default)
-        if value not in choices:
-            raise self.fail(f"{key}.{name}", f"unknown {name} {value!r}", f"choose {' | '.join(choices)}")
-        return str(value)
-
-    def number(self, value: Any, key: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.fail(key, f"expected a finite number, got {_type(value)} {value!r}")
-        return float(value)
-
-    def target(self, data: dict[str, Any], key: str) -> Target:
-        name = data.get("target")
-        if not isinstance(name, str):
-            raise self.fail(
-                f"{key}.target",
-                "'target' is missing" if name is None else "target must be a name",
-                "name a parameter or an action, see `vj osc list`",
-            )
+    def target(self, name: str, key: str) -> Target:
         params = {p.name: p for p in PARAMS}
         actions = {a.name: a for a in ACTIONS}
         if name in params:
@@ -172,13 +209,10 @@ class _Checker:
         err = unknown(name, [*params, *(a for a in actions if actions[a].remote)], "parameter or action")
         raise self.fail(f"{key}.target", str(err))
 
-    def range(self, data: dict[str, Any], key: str, target: Target) -> tuple[float, float] | None:
-        if "range" not in data:
+    def range(self, value: list[float] | None, key: str, target: Target) -> tuple[float, float] | None:
+        if value is None:
             return None
-        value = data["range"]
-        if not isinstance(value, list) or len(value) != 2:
-            raise self.fail(f"{key}.range", f"expected two numbers [low, high], got {value!r}")
-        lo, hi = (self.number(v, f"{key}.range") for v in value)
+        lo, hi = value
         spec = target.param
         if spec is None or spec.kind not in ("float", "int"):
             raise self.fail(f"{key}.range", f"{target.name} has no numeric range", "remove range")
@@ -190,12 +224,11 @@ class _Checker:
                     f"{v:g} is outside {target.name}'s range {spec.describe()}",
                     f"keep both ends within {spec.lo:g}..{spec.hi:g}",
                 )
-        return lo, hi
+        return float(lo), float(hi)
 
-    def value(self, data: dict[str, Any], key: str, name: str, target: Target) -> Any:
-        if name not in data:
+    def value(self, value: Any, key: str, name: str, target: Target) -> Any:
+        if value is None:
             return None
-        value = data[name]
         if target.param is not None:
             try:
                 return target.param.check(value)
@@ -205,23 +238,9 @@ class _Checker:
             raise self.fail(f"{key}.{name}", f"{target.name} takes no value", f"remove {name}")
         return value
 
-    def led(self, data: dict[str, Any], key: str) -> tuple[int, int] | None:
-        if "led" not in data:
-            return None
-        value = data["led"]
-        if (
-            not isinstance(value, list)
-            or len(value) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 127 for v in value)
-        ):
-            raise self.fail(f"{key}.led", f"expected [on, off] values 0..127, got {value!r}")
-        return int(value[0]), int(value[1])
 
-
-def _type(value: Any) -> str:
-    return {dict: "a table", list: "an array", str: "a string", bool: "a boolean"}.get(
-        type(value), type(value).__name__
-    )
+def _led(value: list[int] | None) -> tuple[int, int] | None:
+    return (value[0], value[1]) if value is not None else None
 
 
 def _button_target(c: _Checker, key: str, target: Target, mode: str, value: Any) -> None:
@@ -246,61 +265,46 @@ def _button_target(c: _Checker, key: str, target: Target, mode: str, value: Any)
         )
 
 
-def _cc(c: _Checker, data: Any, key: str, takeover_default: str) -> CcRoute:
-    data = c.table(
-        data,
-        key,
-        ("channel", "control", "target", "range", "mode", "bits", "step", "takeover", "value", "release", "led"),
-    )
-    channel = c.integer(data, key, "channel", 1, 16) - 1
-    mode = c.choice(data, key, "mode", CC_MODES, "absolute")
-    bits = data.get("bits", 7)
-    if bits not in (7, 14):
-        raise c.fail(f"{key}.bits", f"bits must be 7 or 14, got {bits!r}")
-    if bits == 14 and mode != "absolute":
+def _cc(c: _Checker, t: CcTable, key: str, takeover_default: str) -> CcRoute:
+    if t.bits == 14 and t.mode != "absolute":
         raise c.fail(f"{key}.bits", "14-bit pairs are for absolute controls", 'remove bits or use mode = "absolute"')
-    control = c.integer(data, key, "control", 0, 31 if bits == 14 else 127)
-    target = c.target(data, key)
+    if t.bits == 14 and t.control > 31:
+        raise c.fail(f"{key}.control", f"{t.control} is out of range", "use 0..31")
+    target = c.target(t.target, key)
     spec = target.param
-    route = CcRoute(channel, control, target, mode, bits=bits, led=c.led(data, key))
-    if mode in BUTTON_MODES:
-        value = c.value(data, key, "value", target)
-        _button_target(c, key, target, mode, value)
-        return replace(route, value=value, release=c.value(data, key, "release", target))
+    route = CcRoute(t.channel - 1, t.control, target, t.mode, bits=t.bits, led=_led(t.led))
+    if t.mode in BUTTON_MODES:
+        value = c.value(t.value, key, "value", target)
+        _button_target(c, key, target, t.mode, value)
+        return replace(route, value=value, release=c.value(t.release, key, "release", target))
     if spec is None or spec.kind not in ("float", "int", "bool"):
         raise c.fail(
             f"{key}.target",
             f"a knob or fader cannot drive {target.name} ({target.kind})",
             "use a number or on/off parameter, or a button mode (trigger, toggle, hold)",
         )
-    if mode in RELATIVE and spec.kind == "bool":
+    if t.mode in RELATIVE and spec.kind == "bool":
         raise c.fail(
             f"{key}.mode",
             f"{target.name} is on/off: a relative encoder cannot turn it",
             'use mode = "absolute" or "toggle"',
         )
     whole = (spec.lo, spec.hi) if spec.lo is not None and spec.hi is not None else (0.0, 1.0)
-    rng = c.range(data, key, target) or whole
-    step = c.number(data["step"], f"{key}.step") if "step" in data else (spec.span / 100 if spec.kind != "bool" else 0)
-    takeover = c.choice(data, key, "takeover", TAKEOVERS, takeover_default)
-    return replace(route, lo=float(rng[0]), hi=float(rng[1]), step=step, takeover=takeover)
+    lo, hi = c.range(t.range, key, target) or whole
+    step = t.step if t.step is not None else (spec.span / 100 if spec.kind != "bool" else 0)
+    return replace(route, lo=float(lo), hi=float(hi), step=float(step), takeover=t.takeover or takeover_default)
 
 
-def _note(c: _Checker, data: Any, key: str) -> NoteRoute:
-    data = c.table(data, key, ("channel", "note", "target", "mode", "value", "release", "led"))
-    channel = c.integer(data, key, "channel", 1, 16) - 1
-    note = c.integer(data, key, "note", 0, 127)
-    target = c.target(data, key)
-    mode = c.choice(data, key, "mode", BUTTON_MODES, "trigger")
-    value = c.value(data, key, "value", target)
-    _button_target(c, key, target, mode, value)
-    return NoteRoute(channel, note, target, mode, value, c.value(data, key, "release", target), c.led(data, key))
+def _note(c: _Checker, t: NoteTable, key: str) -> NoteRoute:
+    target = c.target(t.target, key)
+    value = c.value(t.value, key, "value", target)
+    _button_target(c, key, target, t.mode, value)
+    release = c.value(t.release, key, "release", target)
+    return NoteRoute(t.channel - 1, t.note, target, t.mode, value, release, _led(t.led))
 
 
-def _program(c: _Checker, data: Any, key: str) -> ProgramRoute:
-    data = c.table(data, key, ("channel", "target"))
-    channel = c.integer(data, key, "channel", 1, 16) - 1 if "channel" in data else None
-    target = c.target(data, key)
+def _program(c: _Checker, t: ProgramTable, key: str) -> ProgramRoute:
+    target = c.target(t.target, key)
     ok = (target.action is not None and target.action.arg != "none") or (target.param and target.param.kind == "int")
     if not ok:
         raise c.fail(
@@ -308,47 +312,29 @@ def _program(c: _Checker, data: Any, key: str) -> ProgramRoute:
             f"program change gives a number; {target.name} cannot take one",
             'use target = "scene" or a whole-number parameter',
         )
-    return ProgramRoute(channel, target)
+    return ProgramRoute(t.channel - 1 if t.channel is not None else None, target)
 
 
-def _osc(c: _Checker, data: Any, key: str) -> OscRoute:
-    data = c.table(data, key, ("address", "target", "range"))
-    address = data.get("address")
-    if not isinstance(address, str) or not address.startswith("/") or " " in address:
-        raise c.fail(f"{key}.address", f'expected an OSC address like "/1/fader1", got {address!r}')
-    target = c.target(data, key)
-    rng = c.range(data, key, target)
-    return OscRoute(address, target, *(rng or (None, None)))
-
-
-_SECTIONS: dict[str, tuple[str, Callable[..., Any]]] = {
-    "midi.cc": ("cc", _cc),
-    "midi.note": ("notes", _note),
-    "midi.program": ("programs", _program),
-    "osc.route": ("osc", _osc),
-}
+def _osc(c: _Checker, t: OscRouteTable, key: str) -> OscRoute:
+    target = c.target(t.target, key)
+    rng = c.range(t.range, key, target)
+    return OscRoute(t.address, target, *(rng or (None, None)))
 
 
 def parse_mapping(data: dict[str, Any], file: str, prefix: str = "") -> Mapping:
     """A mapping from parsed TOML; ``prefix`` is the key path of a mapping inside another file (a scene's)."""
+    t = check(MappingTable, data, file, prefix)
     c = _Checker(file, prefix)
-    c.table(data, "", ("midi", "osc"))
-    midi = c.table(data.get("midi", {}), "midi", ("device", "takeover", "cc", "note", "program"))
-    osc = c.table(data.get("osc", {}), "osc", ("route",))
-    device = midi.get("device")
-    if device is not None and (not isinstance(device, str) or not device.strip()):
-        raise c.fail("midi.device", f"expected a port name (or part of one), got {device!r}")
-    takeover = c.choice(midi, "midi", "takeover", TAKEOVERS, "jump")
-    found: dict[str, list[Any]] = {}
-    for section, (attr, parse) in _SECTIONS.items():
-        group, name = section.split(".")
-        entries = c.array((midi if group == "midi" else osc).get(name, []), section)
-        extra = (takeover,) if attr == "cc" else ()
-        found[attr] = [parse(c, entry, f"{section}[{i}]", *extra) for i, entry in enumerate(entries)]
+    found: dict[str, list[Any]] = {
+        "cc": [_cc(c, e, f"midi.cc[{i}]", t.midi.takeover) for i, e in enumerate(t.midi.cc)],
+        "notes": [_note(c, e, f"midi.note[{i}]") for i, e in enumerate(t.midi.note)],
+        "programs": [_program(c, e, f"midi.program[{i}]") for i, e in enumerate(t.midi.program)],
+        "osc": [_osc(c, e, f"osc.route[{i}]") for i, e in enumerate(t.osc.route)],
+    }
     _no_duplicates(c, found)
     return Mapping(
         file=file,
-        device=device,
+        device=t.midi.device,
         cc=tuple(found["cc"]),
         notes=tuple(found["notes"]),
         programs=tuple(found["programs"]),

@@ -9,12 +9,13 @@ Blend modes follow the usual formulas on 0..1 values, then mix by opacity:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import cv2
 import numpy as np
 
-BLEND_MODES = ("normal", "add", "screen", "multiply", "difference")
+BlendMode = Literal["normal", "add", "screen", "multiply", "difference"]
+BLEND_MODES: tuple[str, ...] = get_args(BlendMode)
 
 
 def blend(base: np.ndarray, layer: np.ndarray, mode: str, opacity: float | np.ndarray) -> np.ndarray:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
+
+from pydantic import Field, model_validator
 
 from vj.errors import ConfigError
-from vj.frame.compose import BLEND_MODES
+from vj.frame.compose import BlendMode
+from vj.schema import Table, check, invalid
 
-KINDS = ("image", "video", "camera", "solid", "gradient", "brush")
+LayerKind = Literal["image", "video", "camera", "solid", "gradient", "brush"]
+KINDS: tuple[str, ...] = get_args(LayerKind)
 SLOTS = 4
 
 
@@ -25,6 +28,36 @@ def parse_colour(text: str) -> tuple[int, int, int]:
     raise ValueError(f"'{text}' is not a colour; write it as #rrggbb, e.g. #ff0080")
 
 
+class LayerTable(Table):
+    """One ``[[layers]]`` table (or one ``--layer``)."""
+
+    kind: LayerKind = Field(json_schema_extra={"what": "layer kind", "missing": f"add kind = {' | '.join(KINDS)}"})
+    source: str = Field("", json_schema_extra={"expected": "text", "fix": "a path, a camera number or a colour"})
+    mode: BlendMode = Field("normal", json_schema_extra={"what": "blend mode"})
+    into: Literal["top", "loop"] = Field("top", json_schema_extra={"what": "place"})
+    opacity: float = Field(0.5, ge=0.0, le=1.0)
+    angle: float = Field(90.0, ge=-360.0, le=360.0)  # gradients: direction in degrees, 90 = top to bottom
+
+    @model_validator(mode="after")
+    def _source_fits_kind(self) -> LayerTable:
+        kind, source = self.kind, self.source
+        if kind in ("image", "video") and not Path(source).is_file():
+            raise invalid(f"no such file: {source!r}", f"give the path of the {kind} file", key="source")
+        if kind in ("solid", "gradient"):
+            parts = source.split(":") if kind == "gradient" else [source]
+            try:
+                for part in parts:
+                    parse_colour(part)
+            except ValueError as e:
+                fix = "a gradient takes two: #000000:#ff0080" if kind == "gradient" else "one colour, #rrggbb"
+                raise invalid(str(e), fix, key="source") from None
+            if len(parts) != (2 if kind == "gradient" else 1):
+                raise invalid(f"a gradient needs two colours, got {source!r}", "write #000000:#ff0080", key="source")
+        if kind == "camera" and source and not source.isdigit():
+            raise invalid(f"camera wants a device number, got {source!r}", "e.g. 0 for the first camera", key="source")
+        return self
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     kind: str
@@ -32,56 +65,13 @@ class LayerSpec:
     mode: str = "normal"
     into: str = "top"
     opacity: float = 0.5
-    angle: float = 90.0  # gradients: direction in degrees, 90 = top to bottom
-
-
-_LAYER_KEYS = ("kind", "source", "mode", "into", "opacity", "angle")
+    angle: float = 90.0
 
 
 def layer_spec(data: Mapping[str, Any], where: str, key: str = "layer") -> LayerSpec:
     """A layer from a table (scene files) or from ``--layer`` (parsed into one); errors name where and the fix."""
-
-    def fail(k: str, message: str, fix: str) -> ConfigError:
-        return ConfigError(message, file=where, key=".".join(x for x in (key, k) if x), fix=fix)
-
-    for k in data:
-        if k not in _LAYER_KEYS:
-            raise fail(k, f"unknown key '{k}'", f"known keys: {', '.join(_LAYER_KEYS)}")
-    kind = data.get("kind")
-    if kind not in KINDS:
-        raise fail("kind", f"unknown layer kind {kind!r}", f"choose {' | '.join(KINDS)}")
-    source = data.get("source", "")
-    if not isinstance(source, str):
-        raise fail("source", f"expected text, got {source!r}", "a path, a camera number or a colour")
-    if kind in ("image", "video") and not Path(source).is_file():
-        raise fail("source", f"no such file: {source!r}", f"give the path of the {kind} file")
-    if kind in ("solid", "gradient"):
-        try:
-            for part in source.split(":") if kind == "gradient" else [source]:
-                parse_colour(part)
-        except ValueError as e:
-            raise fail(
-                "source",
-                str(e),
-                "a gradient takes two: #000000:#ff0080" if kind == "gradient" else "one colour, #rrggbb",
-            ) from None
-        if kind == "gradient" and len(source.split(":")) != 2:
-            raise fail("source", f"a gradient needs two colours, got {source!r}", "write #000000:#ff0080")
-    if kind == "camera" and source and not source.isdigit():
-        raise fail("source", f"camera wants a device number, got {source!r}", "e.g. 0 for the first camera")
-    mode = data.get("mode", "normal")
-    if mode not in BLEND_MODES:
-        raise fail("mode", f"unknown blend mode {mode!r}", f"choose {' | '.join(BLEND_MODES)}")
-    into = data.get("into", "top")
-    if into not in ("top", "loop"):
-        raise fail("into", f"unknown place {into!r}", "top (over the output) or loop (into the dream)")
-    opacity, angle = data.get("opacity", 0.5), data.get("angle", 90.0)
-    for k, v, lo, hi in (("opacity", opacity, 0.0, 1.0), ("angle", angle, -360.0, 360.0)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo <= v <= hi) or not math.isfinite(v):
-            raise fail(
-                k, f"{k} must be a number {lo:g}..{hi:g}, got {v!r}", f"e.g. {k} = {0.5 if k == 'opacity' else 90}"
-            )
-    return LayerSpec(kind, source, mode, into, float(opacity), float(angle))
+    t = check(LayerTable, dict(data), where, prefix=key)
+    return LayerSpec(t.kind, t.source, t.mode, t.into, float(t.opacity), float(t.angle))
 
 
 def parse_layer_option(text: str) -> LayerSpec:
