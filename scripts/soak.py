@@ -143,11 +143,19 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=200.0, help="OSC messages a second")
     ap.add_argument("--warm-up", type=float, default=None, help="seconds before the RSS baseline (default 10%%)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--trace-memory", type=int, default=0, metavar="N", help="print the N sites that grew most after warm-up"
+    )
     ap.add_argument("--report", help="also write the figures as JSON here")
     args = ap.parse_args()
     random.seed(args.seed)
 
     seconds = args.minutes * 60
+    if args.trace_memory:
+        import tracemalloc
+
+        tracemalloc.start(8)
+    snapshots: list[Any] = []
     warm_up = args.warm_up if args.warm_up is not None else min(120.0, 0.1 * seconds)
     scenes = load_scenes(SCENES_DIR)
     dreams = Path(tempfile.mkdtemp(prefix="vj-soak-"))
@@ -170,12 +178,25 @@ def main() -> int:
     figures: dict[str, Any] = {"black_frames": 0, "rss_mb": {"start": round(rss_mb(), 1)}}
     first_black: list[float] = []
 
+    last = [time.monotonic()]
+    stalls: list[tuple[float, float, str]] = []  # the longest gaps between frames: (ms, at s, what was on)
+
     def watch(s: Show) -> None:
+        now = time.monotonic()
+        gap_ms, last[0] = (now - last[0]) * 1000, now
+        if gap_ms > 100 and s.frames > 1:
+            scene = s.director.active.name if s.director.active is not None else "-"
+            state = s.worker.stats.describe() if s.worker is not None else "-"
+            stalls.append((round(gap_ms, 1), round(s.elapsed, 2), f"scene {scene}; {state}"))
+            stalls.sort(reverse=True)
+            del stalls[8:]
         picture = s.presented
         if s.frames == 1:
             figures["rss_mb"]["first_frame"] = round(rss_mb(), 1)
         if "warm" not in figures["rss_mb"] and s.elapsed >= warm_up:
             figures["rss_mb"]["warm"] = round(rss_mb(), 1)
+            if args.trace_memory:
+                snapshots.append(tracemalloc.take_snapshot())
         if s.shown == 0:
             return  # before the first generated frame the screen is black by design
         values = s.params
@@ -202,6 +223,13 @@ def main() -> int:
         report = show.report().as_dict()
     sender.terminate()
     figures["rss_mb"]["end"] = round(rss_mb(), 1)
+    if snapshots:
+        grown = tracemalloc.take_snapshot().compare_to(snapshots[0], "traceback")
+        print(f"memory that grew most after warm-up ({args.trace_memory} sites):", file=sys.stderr)
+        for stat in grown[: args.trace_memory]:
+            print(f"  {stat.size_diff / 1024:+.0f} KiB in {stat.count_diff:+d} blocks", file=sys.stderr)
+            for line in stat.traceback.format()[-6:]:
+                print(f"    {line}", file=sys.stderr)
     warm = figures["rss_mb"].get("warm", figures["rss_mb"].get("first_frame", figures["rss_mb"]["start"]))
     growth = (figures["rss_mb"]["end"] - warm) / warm * 100
     figures.update(
@@ -213,6 +241,7 @@ def main() -> int:
             "interval_ms": report["interval_ms"],
             "late_frames": report["late_frames"],
             "first_black_at_s": first_black,
+            "longest_stalls": stalls,
             "rss_growth_pct": round(growth, 2),
             "events": report["events"],
             "rejected": report["rejected"],

@@ -92,45 +92,48 @@ def _explain(model: type[BaseModel], error: Any, loc: tuple[Any, ...]) -> tuple[
     if kind == "literal_error":
         choices = " | ".join(str(c) for c in _literal(field))
         return f"unknown {extra.get('what', name)} {value!r}", f"choose {choices}", path(loc)
-    expected = extra.get("expected")
+    expected = extra.get("expected") or {
+        "int_type": "a whole number",
+        "bool_type": "true or false",
+        "string_type": "text",
+        "list_type": "an array",
+        "finite_number": "a finite number",
+        "float_type": "a number",
+        "model_type": "a table",
+        "dict_type": "a table",
+    }.get(kind)
     if expected is None:
-        expected = {
-            "int_type": "a whole number",
-            "bool_type": "true or false",
-            "string_type": "text",
-            "list_type": "an array",
-            "finite_number": "a finite number",
-            "float_type": "a number",
-            "model_type": "a table",
-            "dict_type": "a table",
-        }.get(kind, error["msg"])
+        msg = str(error["msg"])
+        return f"{msg[:1].lower()}{msg[1:]}", extra.get("fix"), path(loc)
     return f"expected {expected}, got {describe(value)} {value!r}", extra.get("fix"), path(loc)
 
 
 def _unwrap(annotation: Any) -> Any:
-    """The model or item type inside Optional[...] / list[...] / tuple[...] (the first one that is a model)."""
+    """The model (or table of models) inside Optional[...] / list[...] / tuple[...], else the annotation itself."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType, list, tuple):
         for arg in typing.get_args(annotation):
             inner = _unwrap(arg)
-            if isinstance(inner, type) and issubclass(inner, BaseModel):
+            if (isinstance(inner, type) and issubclass(inner, BaseModel)) or typing.get_origin(inner) is dict:
                 return inner
     return annotation
 
 
-def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, Any]:
-    """The model that holds the last key of ``loc``, and that key's field (None where loc leaves the models)."""
+def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, Any]:
+    """Where ``loc`` leads: (the type there, the field of its last named key); (None, None) off the models."""
     current: Any = model
     field = None
     for part in loc:
+        if typing.get_origin(current) is dict:  # a table of tables: any key leads to the value type
+            current = _unwrap(typing.get_args(current)[1])
+            continue
         if isinstance(part, int):
             continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
             return None, None
         field = current.model_fields[part]
-        holder = current
         current = _unwrap(field.annotation)
-    return (holder if loc else model), field
+    return current, field
 
 
 def _field(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
@@ -139,13 +142,7 @@ def _field(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
 
 def _fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """The keys a table at ``loc`` knows."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
-            return []
-        current = _unwrap(current.model_fields[part].annotation)
+    current = _walk(model, loc)[0]
     if isinstance(current, type) and issubclass(current, BaseModel):
         return [f.alias or n for n, f in current.model_fields.items()]
     return []
