@@ -7,7 +7,7 @@ What runs, all at once, for the whole time:
   * an OSC storm from another process: random parameters at --rate messages/s, with hostile packets mixed in
     (negative bundle sizes, arrays nested deep, endless type tags, 60 kB strings, random bytes, odd scene names);
   * a spark every 7 s and a save every 3 s;
-  * a generator that fails now and then (sketch that raises on about 1 frame in 400, and hangs once in a while).
+  * a generator that fails now and then (dream that raises on about 1 frame in 400, and hangs once in a while).
 
 Prints RSS at the start, after warm-up and at the end, frame time p99, late frames, black frames (the picture
 darker than a threshold while blackout is off and brightness is up), rejects, restarts and whether the show ran to
@@ -33,7 +33,7 @@ from typing import Any
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vj.gen.sketch import SketchGenerator
+from vj.gen.dream import DreamGenerator
 
 BLACK_LEVEL = 8.0  # mean 0..255 below which a frame counts as black
 # Parameters the storm moves at random (in range); brightness and blackout stay out: a dark frame they cause is
@@ -49,10 +49,10 @@ STORM = {
 }
 
 
-class FlakySketch(SketchGenerator):
-    """The sketch generator, failing now and then as a real model does: it raises, and rarely it hangs."""
+class FlakyDream(DreamGenerator):
+    """The default generator, failing now and then as a real model does: it raises, and rarely it hangs."""
 
-    name = "flaky-sketch"
+    name = "flaky-dream"
 
     def generate(self, image: Any, params: Any) -> Any:
         r = random.random()
@@ -164,7 +164,7 @@ def main() -> int:
         gen_size=args.gen_size,
         headless=True,
         seconds=seconds,
-        generator="__main__:FlakySketch",
+        generator="__main__:FlakyDream",
         mapping=default_mapping(),
         scenes=scenes,
         scene=1,

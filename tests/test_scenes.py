@@ -256,7 +256,7 @@ def test_a_scene_can_change_the_generator_and_the_layers(tmp_path):
     report = s.run()
     assert seen["gen"] == "decay" and seen["layers"] == ["solid"]
     assert report["generator"]["restarts"] == 0, "a switch is not a restart"
-    assert s.worker.stats.name == "sketch", "a scene without a generator goes back to the show's own"
+    assert s.worker.stats.name == "dream", "a scene without a generator goes back to the show's own"
     assert report["params"]["layer1_opacity"] == 0.7
 
 

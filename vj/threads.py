@@ -1,4 +1,4 @@
-"""Thread priorities: the display first, then the voice, then the generator."""
+"""Threads and the process: priorities (the display first, then the voice, then the generator), and malloc arenas."""
 
 from __future__ import annotations
 
@@ -18,3 +18,23 @@ def lower_priority(nice: int) -> None:
     """
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
+M_ARENA_MAX = -8  # glibc's malloc.h
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Have glibc share a few malloc arenas between all threads instead of growing one per thread.
+
+    Frames are large buffers freed on one thread and made on another, and every restarted generator thread is a
+    new thread: with one arena each, a night's show keeps growing memory it no longer uses (+8 to +12 % over half
+    an hour in the soak test; with two arenas it stays flat). Call it before the threads start. True if it took.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to do
+        return False

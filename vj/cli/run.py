@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 from typing import Any
@@ -26,11 +27,17 @@ def _add_run(sub: Any) -> None:
     )
     g = p.add_argument_group("picture")
     g.add_argument(
-        "--generator", metavar="NAME", help=f"{gens}; or package.module:Class (default: sketch, or lcm with --model)"
+        "--generator", metavar="NAME", help=f"{gens}; or package.module:Class (default: dream, or lcm with --model)"
     )
     g.add_argument("--prompt", help="what to dream of (default: the prompt in the parameter table)")
     g.add_argument("--seed", type=int, help="random seed of the dream")
-    g.add_argument("--gen-size", type=_size, default=(512, 512), metavar="WxH", help="generator resolution (512x512)")
+    g.add_argument(
+        "--gen-size",
+        type=_size,
+        metavar="WxH",
+        help="generator resolution (default: lcm 512x512; the CPU generators as many pixels in the window's shape, "
+        "680x384 for 16:9, so the picture fills the screen)",
+    )
     (
         g.add_argument(
             "--layer",
@@ -184,7 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     generator, generator_options = _generator(args)
     config = ShowConfig(
         size=args.size,
-        gen_size=args.gen_size,
+        gen_size=args.gen_size or gen_size_for(generator, args.size),
         fps=args.fps,
         fullscreen=args.fullscreen,
         display=args.display,
@@ -222,10 +229,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 _MODEL_OPTIONS = ("model", "model_config", "steps", "guidance", "device", "dtype", "tiny_vae", "compile")
 
 
+def gen_size_for(generator: str, window: tuple[int, int]) -> tuple[int, int]:
+    """The default generator size: 512x512 for models (what they were trained at); for the CPU generators the
+    same number of pixels in the window's shape (multiples of 8), so a 16:9 projector has no bars."""
+    if generator == "lcm":
+        return 512, 512
+    aspect = min(4.0, max(0.25, window[0] / window[1]))
+    w = max(64, round(math.sqrt(512 * 512 * aspect) / 8) * 8)
+    h = max(64, round(w / aspect / 8) * 8)
+    return w, h
+
+
 def _generator(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """The generator's name and options: the model options belong to lcm (and give it, if no other is named)."""
     options = {key: getattr(args, key) for key in _MODEL_OPTIONS if getattr(args, key) not in (None, False)}
-    name = args.generator or ("lcm" if options else "sketch")
+    name = args.generator or ("lcm" if options else "dream")
     if options and name != "lcm":
         flags = ", ".join("--" + k.replace("_", "-") for k in options)
         raise ConfigError(f"{flags}: model options are for the lcm generator, not '{name}'", fix="--generator lcm")

@@ -52,6 +52,7 @@ from vj.layers.spec import LayerSpec
 from vj.output.stats import Timings
 from vj.params import ParamStore, unknown
 from vj.scenes import ReplayOptions, Scene
+from vj.threads import limit_malloc_arenas
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class ShowConfig:
     fit: str = "contain"
     seconds: float | None = None
     frames: int | None = None
-    generator: str = "sketch"
+    generator: str = "dream"
     generator_options: dict[str, Any] = field(default_factory=dict)
     hud: bool = True
     cap_generator: bool = True  # no faster than the display: a frame nobody sees is wasted power
@@ -398,6 +399,7 @@ class Show:
 
         # Two threads share the cores: OpenCV's own thread pool on top would only make them fight.
         cv2.setNumThreads(1)
+        limit_malloc_arenas()
         cfg = self.config
         self.window = Window(
             cfg.size,
