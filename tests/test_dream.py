@@ -3,6 +3,7 @@ into structure instead of blurring out, sparks bring a new attractor, and it kee
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import cv2
@@ -169,3 +170,26 @@ def test_the_show_runs_on_dream_with_sparks_and_scene_prompts():
     assert report["generator"]["errors"] == 0 and report["generator"]["name"] == "dream"
     assert report["sparks"] >= 1 and report["generated"] > 10
     assert report["params"]["prompt"] == "deep space"
+
+
+def test_strength_and_chaos_change_the_look():
+    def change(frames):
+        return float(np.mean([cv2.absdiff(a, b).mean() for a, b in itertools.pairwise(frames[30:])]))
+
+    def with_params(**kw):
+        gen = DreamGenerator((128, 128))
+        now = [0.0]
+        gen.clock = lambda: now[0]
+        p = ParamStore().values()
+        p.update(prompt="ocean", seed=2, **kw)
+        frame, out = gen.generate(None, p), []
+        for _ in range(60):
+            now[0] += 1 / 15
+            frame = gen.generate(frame, p)
+            out.append(frame)
+        return out
+
+    calm, strong = with_params(strength=0.05, chaos=0.3), with_params(strength=1.0, chaos=0.3)
+    assert change(strong) > 1.3 * change(calm), "strength sets how much of each frame is re-made"
+    still, wild = with_params(strength=0.5, chaos=0.0), with_params(strength=0.5, chaos=1.0)
+    assert np.abs(still[-1].astype(int) - wild[-1].astype(int)).mean() > 15, "chaos bends the picture visibly"
