@@ -193,3 +193,16 @@ def test_strength_and_chaos_change_the_look():
     assert change(strong) > 1.3 * change(calm), "strength sets how much of each frame is re-made"
     still, wild = with_params(strength=0.5, chaos=0.0), with_params(strength=0.5, chaos=1.0)
     assert np.abs(still[-1].astype(int) - wild[-1].astype(int)).mean() > 15, "chaos bends the picture visibly"
+
+
+@pytest.mark.parametrize("size", [(16, 16), (8, 64), (640, 24)])
+def test_odd_sizes_and_seeds_dream_without_error(size):
+    gen = DreamGenerator(size)
+    p = ParamStore().values()
+    for seed in (0, -5, 2**40):
+        p.update(prompt="city rain forest fire space crystal flower ocean reef", seed=seed, chaos=1.0)
+        frame = gen.generate(None, p)
+        for _ in range(5):
+            frame = gen.generate(frame, p)
+        frame = gen.fresh(p)
+        assert frame.shape == (size[1], size[0], 3) and frame.dtype == np.uint8

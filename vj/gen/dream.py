@@ -92,7 +92,7 @@ class DreamGenerator(Generator):
         self._glide(self._dt)
 
     def _reseed(self) -> None:
-        self._rng = np.random.default_rng((self._seed or 0) * 1009 + self._attractor)
+        self._rng = np.random.default_rng(((self._seed or 0) * 1009 + self._attractor) % 2**63)
         self._phases = self._rng.uniform(0, 2 * np.pi, 32).astype(np.float32)
         spread = 0.0 if self._attractor == 0 else 1.0
         self._jitter = (self._rng.uniform(-1, 1, (MAX_MAPS * 4, 2)) * spread).astype(np.float32)
@@ -295,18 +295,19 @@ class DreamGenerator(Generator):
     def _draw_grid(self, frame: np.ndarray, t: float, dt: float, w: float) -> None:
         rng, h, wd = self._rng, self.height, self.width
         cell = max(6, int(self._unit / 10))
+        across, down = max(1, wd // cell), max(1, h // cell)
         for _ in range(int(18 * w) + 1):
-            gx, gy = int(rng.integers(0, wd // cell)) * cell, int(rng.integers(0, h // cell)) * cell
+            gx, gy = int(rng.integers(0, across)) * cell, int(rng.integers(0, down)) * cell
             cv2.rectangle(
                 frame, (gx + 2, gy + 2), (gx + cell // 2, gy + cell // 2), self._colour_of(rng.uniform(0.7, 1)), -1
             )
         if rng.random() < 0.5 * w:
             level = self._colour_of(0.5)
             if rng.random() < 0.5:
-                y = int(rng.integers(0, h // cell)) * cell
+                y = int(rng.integers(0, down)) * cell
                 cv2.line(frame, (0, y), (wd, y), level, 1)
             else:
-                x = int(rng.integers(0, wd // cell)) * cell
+                x = int(rng.integers(0, across)) * cell
                 cv2.line(frame, (x, 0), (x, h), level, 1)
 
     def _draw_bubbles(self, frame: np.ndarray, t: float, dt: float, w: float) -> None:
