@@ -1,10 +1,11 @@
 """Benchmark: the display loop at full HD while the generator runs flat out, and the generator alone.
 
     python scripts/bench_display.py [--generator dream] [--seconds 10] [--size 1920x1080] [--gen-size 680x384]
-                                    [--layers]
+                                    [--layers] [--record]
 
 --layers adds three overlay layers: a looping video mixed into the dream, an image with transparency and a
-gradient on top (the clip and the image are written to a temporary folder first).
+gradient on top (the clip and the image are written to a temporary folder first). --record records the program
+output to an MP4 file in a temporary folder meanwhile.
 
 Prints a table and one JSON line. Numbers, not assertions: the targets are 60 fps with frame time p99 <= 16.7 ms
 on 2 CPU cores, and the CPU generators >= 30 frames/s at 512x512 (or as many pixels in 16:9).
@@ -74,7 +75,13 @@ def three_layers(folder: Path) -> list[LayerSpec]:
 
 
 def display_under_load(
-    name: str, size: tuple[int, int], gen_size: tuple[int, int], seconds: float, layers: list[LayerSpec]
+    name: str,
+    size: tuple[int, int],
+    gen_size: tuple[int, int],
+    seconds: float,
+    layers: list[LayerSpec],
+    *,
+    record: Path | None = None,
 ) -> dict:
     cfg = ShowConfig(
         size=size,
@@ -84,6 +91,7 @@ def display_under_load(
         cap_generator=False,
         layers=layers,
         generator=name,
+        record=record,
     )
     return Show(cfg).run()
 
@@ -95,17 +103,22 @@ def main() -> None:
     ap.add_argument("--generator", default=ShowConfig.generator)
     ap.add_argument("--gen-size", type=_size, default=(680, 384))
     ap.add_argument("--layers", action="store_true", help="three overlay layers active")
+    ap.add_argument("--record", action="store_true", help="record the output meanwhile")
     args = ap.parse_args()
 
     alone = generator_alone(args.generator, args.gen_size, 300)
     with tempfile.TemporaryDirectory() as folder:
         layers = three_layers(Path(folder)) if args.layers else []
-        report = display_under_load(args.generator, args.size, args.gen_size, args.seconds, layers)
+        record = Path(folder) / "bench.mp4" if args.record else None
+        report = display_under_load(args.generator, args.size, args.gen_size, args.seconds, layers, record=record)
     w, h = args.size
     gw, gh = args.gen_size
     print(f"machine: {os.cpu_count()} CPU cores")
     print(f"{args.generator} generator alone, {gw}x{gh}:  {alone['fps']:6.1f} frames/s  ({alone['ms_p50']:.1f} ms p50)")
     extra = f", {len(report['layers'])} layers" if report["layers"] else ""
+    if "record" in report:
+        rec = report["record"]
+        extra += f", recording ({rec['frames']} frames written, {rec['dropped']} dropped, {rec['encoder']})"
     print(f"display {w}x{h}, generator flat out{extra}, {report['seconds']:.0f} s:")
     print(f"  display frames  {report['frames']:6d}   ({report['fps']:.1f} fps)   late frames {report['late_frames']}")
     print(f"  generated       {report['generated']:6d}   ({report['generated'] / report['seconds']:.1f} frames/s)")

@@ -59,3 +59,10 @@ def test_escape_cancels_the_prompt_line(kb, bus):
     keyboard.handle(pg.event.Event(pg.TEXTINPUT, text="nope"))
     keyboard.handle(key(pg, pg.K_ESCAPE))
     assert keyboard.typing is None and bus.drain() == []
+
+
+def test_ctrl_r_toggles_recording_and_plain_r_still_replays(kb, bus):
+    keyboard, pg = kb
+    keyboard.handle(pg.event.Event(pg.KEYDOWN, key=pg.K_r, unicode="\x12", mod=pg.KMOD_LCTRL))
+    keyboard.handle(key(pg, pg.K_r, "r"))
+    assert [(e.target, e.op) for e in bus.drain()] == [("record", "toggle"), ("replay", "fire")]

@@ -1,5 +1,6 @@
 import json
 import math
+import queue
 import random
 import threading
 import time
@@ -181,6 +182,44 @@ def contract_mapping(tmp_path: Path) -> Path:
     return path
 
 
+def wait_for_child_input(proc, name: str, timeout: float = 120) -> None:
+    """Until the vj child process's MIDI input is connected to the controller ``name`` (JACK's graph says)."""
+    from vj.control.midi_port import JackGraph
+
+    full = next(n for n in mido.get_input_names() if name in n)
+    graph = JackGraph.shared()
+    deadline = time.monotonic() + timeout
+    while not graph.connected(f"vj-midi-{proc.pid}-1:in", full):
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.monotonic() < deadline, "the show never connected its MIDI input"
+        time.sleep(0.05)
+
+
+def lines_of(proc) -> queue.Queue:
+    """The child's standard output, line by line, as it comes (None at the end)."""
+    lines: queue.Queue = queue.Queue()
+
+    def pump() -> None:
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def expect(lines: queue.Queue, text: str, timeout: float = 120) -> str:
+    """Read lines until one holds ``text``; everything read, for later asserts."""
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while True:
+        line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        assert line is not None, f"ended before saying {text!r}: {seen[-1000:]}"
+        seen += line
+        if text in line:
+            return seen
+
+
 def run_show(sources, frames=60, at=None, seconds=None) -> tuple[Show, dict]:
     cfg = ShowConfig(
         size=(160, 90), gen_size=(64, 64), headless=True, frames=None if seconds else frames, seconds=seconds
@@ -314,9 +353,9 @@ def test_vj_run_with_a_mapping_file_and_a_cc(controller, tmp_path):
         "--report",
         "-",
     )
-    time.sleep(3)
+    wait_for_child_input(proc, name)  # the show's input is connected: no guessing how long start-up takes
     port.send(cc(21, 127))
-    report, err = finish(proc)
+    report, err = finish(proc, timeout=120)
     assert report["params"]["zoom"] == 1.0, err
     assert report["events"]["midi"] >= 1
 
@@ -325,18 +364,22 @@ def test_midi_learn_writes_a_mapping_that_loads(controller, tmp_path):
     name, port = controller
     out_file = tmp_path / "learned.toml"
     proc = start("midi", "learn", "--midi-in", name, "--midi-backend", JACK, "--out", str(out_file), stdin=True)
-    time.sleep(2)
+    lines = lines_of(proc)
+    said = expect(lines, "listening to")  # each step waits for what the dialogue says, not for a clock
     port.send(cc(21, 90))
-    time.sleep(0.5)
+    said += expect(lines, "heard CC 21")
     proc.stdin.write("zom\nzoom\n\n-0.5 0.5\n")  # a typo first: it asks again
     proc.stdin.flush()
-    time.sleep(1.5)
+    said += expect(lines, "move the next control")
     port.send(note(36))
-    time.sleep(0.5)
+    said += expect(lines, "heard note 36")
     proc.stdin.write("blackout\n\n")
     proc.stdin.flush()
-    time.sleep(1.5)
-    out, err = proc.communicate(timeout=20)  # closing stdin ends it
+    said += expect(lines, "move the next control")
+    proc.stdin.close()  # ends it
+    proc.wait(timeout=60)
+    out = said + "".join(iter(lines.get, None))
+    err = proc.stderr.read()
     assert proc.returncode == 0, err
     assert "did you mean 'zoom'" in out
     m = load_mapping(out_file)

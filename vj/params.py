@@ -64,6 +64,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("brightness", "float", 1.0, 0.0, 1.0, 0.1, 0.1, "output level, the master fader"),
     ParamSpec("blackout", "bool", False, doc="fade the output to black (and back)"),
     ParamSpec("freeze", "bool", False, doc="hold the picture: no motion, no new frames"),
+    ParamSpec("record", "bool", False, doc="record the program output to a file (see --record)"),
     ParamSpec("ptt", "bool", False, doc="push-to-talk: the voice listens while this is on"),
     ParamSpec("prompt", "string", "a luminous dream of drifting nebulae", doc="what the dream is about"),
     ParamSpec("prompt_b", "string", "", doc="a second prompt to blend toward (empty: none)", empty=True, look=True),

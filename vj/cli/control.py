@@ -40,8 +40,7 @@ def cmd_midi_learn(args: argparse.Namespace) -> int:
     from vj.control.learn import learn
     from vj.control.midi import use_backend
 
-    use_backend(args.midi_backend)
-    learn(args.midi_in, Path(args.out))
+    learn(args.midi_in, Path(args.out), backend=use_backend(args.midi_backend))
     return 0
 
 

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 from vj.cli.common import _clip, _dreams_folder, _host_port, _positive, _size, _write_report
@@ -63,6 +64,14 @@ def _add_run(sub: Any) -> None:
     w.add_argument("--fps", type=_positive(float), default=60.0, help="display frame rate (60)")
     w.add_argument("--no-hud", action="store_true", help="start with the HUD hidden (Tab shows it)")
     w.add_argument("--headless", action="store_true", help="no window (SDL's dummy video driver), same loop")
+    (
+        w.add_argument(
+            "--record",
+            metavar="FILE.mp4",
+            help="record the program output (no HUD) from the start; Ctrl+R, /vj/record 1|0 or a mapped button "
+            "start and stop it later (each start a new file; without --record they go to recordings/)",
+        ),
+    )
     sc = p.add_argument_group("scenes and dreams")
     sc.add_argument("--scenes", metavar="DIR", help="folder of scene files, watched for edits (default: scenes/)")
     sc.add_argument("--scene", metavar="N|NAME|FILE", help="start with this scene (a number from 1, a name, a file)")
@@ -211,6 +220,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         dreams=None if args.no_dreams else _dreams_folder(args.dreams),
         dreams_keep=args.keep,
         clip=_clip(args.clip),
+        record=_record_path(args.record),
     )
     show = Show(config)
     voice = _voice_source(args, tuple(s.name for s in scenes))
@@ -227,6 +237,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 _MODEL_OPTIONS = ("model", "model_config", "steps", "guidance", "device", "dtype", "tiny_vae", "compile")
+
+
+def _record_path(text: str | None) -> Path | None:
+    if text is None:
+        return None
+    path = Path(text)
+    if path.suffix.lower() != ".mp4":
+        raise ConfigError(f"{text}: recordings are MP4 files", key="--record", fix=f"e.g. --record {path.stem}.mp4")
+    if path.is_dir():
+        raise ConfigError(f"{text} is a folder", key="--record", fix="give a file name, e.g. --record set.mp4")
+    return path
 
 
 def gen_size_for(generator: str, window: tuple[int, int]) -> tuple[int, int]:
@@ -252,8 +273,6 @@ def _generator(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
 
 def _scenes(args: argparse.Namespace) -> tuple[list[Any], Any, Any]:
     """The scene list, the folder to watch, and the scene to start with."""
-    from pathlib import Path
-
     from vj.scenes import SCENES_DIR, load_scene, load_scenes
 
     folder = Path(args.scenes) if args.scenes else (SCENES_DIR if SCENES_DIR.is_dir() else None)

@@ -44,13 +44,16 @@ SPECIAL: dict[str, tuple[str, Op, Any]] = {
     "K_ESCAPE": ("quit", "fire", None),
 }
 
+# With Ctrl held.
+CTRL: dict[str, tuple[str, Op, Any]] = {"r": ("record", "toggle", None)}
+
 # Keys that are on while held: down sets the parameter, up clears it.
 HOLD: dict[str, str] = {"v": "ptt"}
 
 HELP = (
     "arrows pan  +/- zoom  [ ] rotate  , . speed  PgUp/PgDn strength  Backspace stop",
     "1-9 scene  N/P next/previous scene  R replay  S save  Space spark  Enter type a prompt",
-    "B blackout  H freeze  hold V to talk  Tab HUD  F full screen  Esc quit",
+    "B blackout  H freeze  hold V to talk  Ctrl+R record  Tab HUD  F full screen  Esc quit",
 )
 
 
@@ -75,7 +78,10 @@ class Keyboard:
                 self.typing = ""
                 pg.key.start_text_input()
                 return
-            entry = self.special.get(event.key) or CHARS.get(event.unicode.lower() if event.unicode else "")
+            if event.mod & pg.KMOD_CTRL:
+                entry = CTRL.get(pg.key.name(event.key))
+            else:
+                entry = self.special.get(event.key) or CHARS.get(event.unicode.lower() if event.unicode else "")
             if entry is not None:
                 target, op, value = entry
                 self.bus.post("keys", target, value, op)

@@ -110,11 +110,13 @@ def learn(
     *,
     stream: TextIO | None = None,
     say: Callable[[str], None] = lambda text: print(text, flush=True),
+    backend: str | None = None,
 ) -> int:
     """Run the learn dialogue; returns the number of entries written to ``out``."""
     import mido
 
-    from vj.control.midi import match_port, port_names
+    from vj.control.midi import match_port, port_names, rtmidi_api, use_backend
+    from vj.control.midi_port import RawInput, decode
 
     names = port_names()
     name = match_port(port_query, names) if port_query else (names[0] if names else None)
@@ -125,13 +127,28 @@ def learn(
         data = load_existing(out)
     console = _Console(stream or sys.stdin, say)
     heard: queue.Queue[Any] = queue.Queue()
-    port = mido.open_input(name, callback=heard.put)
+    api = rtmidi_api(backend or use_backend())
+    # On rtmidi: polled raw events (no Python on the MIDI system's thread; a broken sysex cannot mute it).
+    port: Any = RawInput(api, name) if api is not None else mido.open_input(name, callback=heard.put)
+
+    def take() -> Any:
+        if isinstance(port, RawInput):
+            for data in port.read(100):
+                try:
+                    for m in decode(data)[0]:
+                        heard.put(m)
+                except ValueError:
+                    pass  # bytes that make no message
+            if heard.empty():
+                port.flush()
+        return heard.get(timeout=0.1)
+
     written = 0
     say(f"listening to {name}. Move a control (Ctrl-C or Ctrl-D to finish).")
     try:
         while not console.ended():
             try:
-                msg = heard.get(timeout=0.1)
+                msg = take()
             except queue.Empty:
                 continue
             if msg.type not in ("control_change", "note_on") or (msg.type == "note_on" and msg.velocity == 0):
@@ -152,6 +169,8 @@ def learn(
                     written += 1
                     say(f"  wrote {section} {what} -> {target} to {out}")
             time.sleep(QUIET_S)
+            if isinstance(port, RawInput):
+                port.read(10_000)
             while not heard.empty():  # what the control sent while we talked
                 heard.get_nowait()
             say("move the next control")

@@ -49,6 +49,7 @@ from vj.frame import motion
 from vj.gen import base
 from vj.gen.models import DECODER_OPTIONS
 from vj.layers.spec import LayerSpec
+from vj.output.record import Recorder, next_path
 from vj.output.stats import Timings
 from vj.params import ParamStore, unknown
 from vj.scenes import ReplayOptions, Scene
@@ -83,6 +84,7 @@ class ShowConfig:
     dreams: Path | None = None  # the dream store's folder; None keeps no dreams
     dreams_keep: int = 24  # the best K dreams of the session
     clip: Any = None  # a vj.dreams.clip.ClipScorer for the dream score
+    record: Path | None = None  # record the program output from the start; also the name when `record` is set later
 
 
 class Show:
@@ -107,6 +109,8 @@ class Show:
                 self.params.jump(name, value)
             except ParamError as e:
                 raise ConfigError(str(e), key=name) from None
+        if config.record is not None:
+            self.params.jump("record", True)
         self._build = build or base.factory(config.generator, config.gen_size, **config.generator_options)
         self.camera = motion.new_camera()
         self.frames = 0
@@ -157,6 +161,8 @@ class Show:
         self._spark_image: Any = None  # what the current spark number blooms: None = a fresh image
         self._inbox: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._layers_wanted: Mixer | None = None
+        self.recorder: Recorder | None = None  # the recording under way
+        self.recordings: list[Recorder] = []
         self.on_frame: list[Callable[[Show], None]] = []  # called after each presented frame (tests, recorders)
 
     def add_source(self, source: Source) -> None:
@@ -435,6 +441,7 @@ class Show:
                     source.stop()
                 except Exception:
                     log.exception("stopping %s failed", source)
+            self._record(False)
             self.worker.stop()
             self.mixer.stop()
             if self.keeper is not None:
@@ -533,7 +540,32 @@ class Show:
             self.hud.update(self._hud_lines(now), now)
         window.present(picture, self.hud.surface())
         self.presented = picture  # what the projector shows (no HUD), for recorders and checks
+        if bool(values["record"]) != (self.recorder is not None):  # started or stopped by any source
+            self._record(bool(values["record"]))
+        if self.recorder is not None:
+            self.recorder.offer(picture, now)
         self.frames += 1
+
+    def _record_report(self) -> dict[str, Any]:
+        """The latest recording's figures, and every file this show wrote."""
+        latest = self.recordings[-1].report()
+        latest["files"] = [str(r.path) for r in self.recordings]
+        return latest
+
+    def _record(self, on: bool) -> None:
+        """Start a new recording (a new file each time) or finish the one under way."""
+        if not on:
+            if self.recorder is not None:
+                self.recorder.stop()
+                self.recorder = None
+            return
+        import time as wall
+
+        path = self.config.record or Path("recordings") / wall.strftime("vj-%Y%m%d-%H%M%S.mp4")
+        self.recorder = Recorder(next_path(path), self.config.fps)
+        self.recorder.start()
+        self.recordings.append(self.recorder)
+        log.info("recording to %s", self.recorder.path)
 
     # -- what the performer and the report see ----------------------------------------------------------
     def _hud_lines(self, now: float) -> list[str]:
@@ -552,7 +584,8 @@ class Show:
             f"zoom {p['zoom']:+.2f}  pan {p['pan_x']:+.2f} {p['pan_y']:+.2f}  rotate {p['rotate']:+.2f}"
             f"  speed {p['speed']:.2f}  strength {p['strength']:.2f}  chaos {p['chaos']:.2f}"
             + ("  FROZEN" if p["freeze"] else "")
-            + ("  BLACKOUT" if p["blackout"] else ""),
+            + ("  BLACKOUT" if p["blackout"] else "")
+            + (f"  REC {self.recorder.seconds:.0f} s" if self.recorder is not None else ""),
             f"prompt: {p['prompt'][:90]}",
         ]
         d = self.director
@@ -613,5 +646,8 @@ class Show:
             window=WindowSection(self._window_state[0], self._window_state[1], self.config.headless),
             layers=self.mixer.describe(),
             sources={s.name: s.health() for s in self.sources},
-            sections={s.name: section for s in self.sources if (section := s.report()) is not None},
+            sections={
+                **{s.name: section for s in self.sources if (section := s.report()) is not None},
+                **({"record": self._record_report()} if self.recordings else {}),
+            },
         )

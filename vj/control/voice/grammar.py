@@ -64,6 +64,8 @@ PHRASES: dict[str, tuple[str, ...]] = {
         "best dreams",
     ),
     "blackout": ("blackout", "black out", "go dark", "lights out", "go black"),
+    "record": ("start recording", "record this", "record the set", "start the recording", "recording on"),
+    "stop recording": ("stop recording", "stop the recording", "recording off", "end the recording"),
     "scene next": ("next scene", "scene next", "next", "skip scene", "the next scene"),
     "scene previous": (
         "previous scene",

@@ -88,6 +88,8 @@ def operations(command: Command, targets: dict[str, Any]) -> list[tuple[str, Any
         "save": [("save", None, "fire")],
         "replay": [("replay", None, "fire")],
         "blackout": [("blackout", True, "set")],
+        "record": [("record", True, "set")],
+        "stop recording": [("record", False, "set")],
     }
     return table.get(c, [])
 
