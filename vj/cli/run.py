@@ -111,6 +111,19 @@ def _add_run(sub: Any) -> None:
         metavar="MODULE",
         help="mido backend, e.g. mido.backends.rtmidi/UNIX_JACK (default: $MIDO_BACKEND or ALSA)",
     )
+    web = p.add_argument_group("browser view and remote")
+    web.add_argument(
+        "--web",
+        type=int,
+        metavar="PORT",
+        help="serve the live picture and a control panel at http://127.0.0.1:PORT/ (0 picks a free port)",
+    )
+    web.add_argument(
+        "--web-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address to serve on (0.0.0.0: every network; the page then wants the token vj prints)",
+    )
     s = p.add_argument_group("run time and report")
     stop = s.add_mutually_exclusive_group()
     stop.add_argument("--seconds", type=_positive(float), metavar="S", help="stop after S seconds")
@@ -226,7 +239,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     voice = _voice_source(args, tuple(s.name for s in scenes))
     if voice is not None:
         show.add_source(voice)
-    for source in _control_sources(args, mapping):
+    for source in _control_sources(args, mapping, tuple(s.name for s in scenes)):
         show.add_source(source)
     interrupted.show = show
     if interrupted.pending:  # Ctrl+C during start-up: no frames, but the report all the same
@@ -310,8 +323,12 @@ def _voice_source(args: argparse.Namespace, scenes: tuple[str, ...]) -> Any:
     return source
 
 
-def _control_sources(args: argparse.Namespace, mapping: Any) -> list[Any]:
+def _control_sources(args: argparse.Namespace, mapping: Any, scene_names: tuple[str, ...] = ()) -> list[Any]:
     sources: list[Any] = []
+    if args.web is not None:
+        from vj.output.web import WebView
+
+        sources.append(WebView(args.web, args.web_host, scenes=scene_names))
     if not args.no_osc:
         from vj.control.osc import OscServer
 

@@ -37,6 +37,7 @@ class Source:
 
     name: ClassVar[str] = "source"
     listens: ClassVar[frozenset[str]] = frozenset()  # mail kinds the loop sends: "changed", "remap"
+    wants_frames: ClassVar[bool] = False  # True: the loop calls offer(picture, now) after each presented frame
 
     def __init__(self) -> None:
         self._mailbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -59,6 +60,9 @@ class Source:
         """Post mail for the source's own thread. Never blocks; ignored for kinds the source does not listen to."""
         if kind in self.listens:
             self._mailbox.put((kind, payload))
+
+    def offer(self, picture: Any, now: float) -> None:
+        """The latest presented picture (BGRA, not to be changed), for sources with ``wants_frames``."""
 
     def status(self) -> str | None:
         """A line for the HUD (read on the loop thread: plain attributes only)."""

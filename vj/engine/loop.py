@@ -161,12 +161,15 @@ class Show:
         self._spark_image: Any = None  # what the current spark number blooms: None = a fresh image
         self._inbox: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._layers_wanted: Mixer | None = None
+        self._viewers: list[Source] = []  # sources that show the picture somewhere (the web view)
         self.recorder: Recorder | None = None  # the recording under way
         self.recordings: list[Recorder] = []
         self.on_frame: list[Callable[[Show], None]] = []  # called after each presented frame (tests, recorders)
 
     def add_source(self, source: Source) -> None:
         self.sources.append(source)
+        if source.wants_frames:
+            self._viewers.append(source)
 
     def stop(self) -> None:
         """End the show after the current frame (or before the first). Safe from any thread, and from a signal."""
@@ -544,6 +547,8 @@ class Show:
             self._record(bool(values["record"]))
         if self.recorder is not None:
             self.recorder.offer(picture, now)
+        for source in self._viewers:
+            source.offer(picture, now)
         self.frames += 1
 
     def _record_report(self) -> dict[str, Any]:
