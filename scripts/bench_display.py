@@ -1,11 +1,11 @@
 """Benchmark: the display loop at full HD while the generator runs flat out, and the generator alone.
 
     python scripts/bench_display.py [--generator dream] [--seconds 10] [--size 1920x1080] [--gen-size 680x384]
-                                    [--layers] [--record]
+                                    [--layers] [--record] [--web]
 
 --layers adds three overlay layers: a looping video mixed into the dream, an image with transparency and a
 gradient on top (the clip and the image are written to a temporary folder first). --record records the program
-output to an MP4 file in a temporary folder meanwhile.
+output to an MP4 file in a temporary folder meanwhile; --web serves the browser view with one page watching it.
 
 Prints a table and one JSON line. Numbers, not assertions: the targets are 60 fps with frame time p99 <= 16.7 ms
 on 2 CPU cores, and the CPU generators >= 30 frames/s at 512x512 (or as many pixels in 16:9).
@@ -17,8 +17,10 @@ import argparse
 import json
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
@@ -82,6 +84,7 @@ def display_under_load(
     layers: list[LayerSpec],
     *,
     record: Path | None = None,
+    web: bool = False,
 ) -> dict:
     cfg = ShowConfig(
         size=size,
@@ -93,7 +96,30 @@ def display_under_load(
         generator=name,
         record=record,
     )
-    return Show(cfg).run()
+    show = Show(cfg)
+    if web:
+        from vj.output.web import WebView
+
+        view = WebView(0)
+        show.add_source(view)
+        threading.Thread(target=_watch, args=(view,), daemon=True).start()
+    return show.run()
+
+
+def _watch(view: Any) -> None:
+    """A page watching the web view: a WebSocket client taking every frame."""
+    import asyncio
+
+    import aiohttp
+
+    async def run() -> None:
+        while not view._ready.is_set():
+            await asyncio.sleep(0.05)
+        async with aiohttp.ClientSession() as session, session.ws_connect(view.url + "ws") as ws:
+            async for _ in ws:
+                pass
+
+    asyncio.run(run())
 
 
 def main() -> None:
@@ -104,13 +130,16 @@ def main() -> None:
     ap.add_argument("--gen-size", type=_size, default=(680, 384))
     ap.add_argument("--layers", action="store_true", help="three overlay layers active")
     ap.add_argument("--record", action="store_true", help="record the output meanwhile")
+    ap.add_argument("--web", action="store_true", help="serve the browser view to one watching page meanwhile")
     args = ap.parse_args()
 
     alone = generator_alone(args.generator, args.gen_size, 300)
     with tempfile.TemporaryDirectory() as folder:
         layers = three_layers(Path(folder)) if args.layers else []
         record = Path(folder) / "bench.mp4" if args.record else None
-        report = display_under_load(args.generator, args.size, args.gen_size, args.seconds, layers, record=record)
+        report = display_under_load(
+            args.generator, args.size, args.gen_size, args.seconds, layers, record=record, web=args.web
+        )
     w, h = args.size
     gw, gh = args.gen_size
     print(f"machine: {os.cpu_count()} CPU cores")
@@ -119,6 +148,8 @@ def main() -> None:
     if "record" in report:
         rec = report["record"]
         extra += f", recording ({rec['frames']} frames written, {rec['dropped']} dropped, {rec['encoder']})"
+    if "web" in report:
+        extra += f", web view ({report['web']['frames_sent']} frames sent)"
     print(f"display {w}x{h}, generator flat out{extra}, {report['seconds']:.0f} s:")
     print(f"  display frames  {report['frames']:6d}   ({report['fps']:.1f} fps)   late frames {report['late_frames']}")
     print(f"  generated       {report['generated']:6d}   ({report['generated'] / report['seconds']:.1f} frames/s)")

@@ -124,6 +124,18 @@ def _add_run(sub: Any) -> None:
         metavar="HOST",
         help="address to serve on (0.0.0.0: every network; the page then wants the token vj prints)",
     )
+    feeds = p.add_argument_group("feeds to other programs")
+    feeds.add_argument("--ndi", metavar="NAME", help="send the picture over NDI as NAME (needs vj[ndi])")
+    feeds.add_argument(
+        "--virtual-cam", action="store_true", help="send the picture to a virtual webcam (needs vj[virtualcam])"
+    )
+    feeds.add_argument(
+        "--output",
+        choices=("spout", "syphon"),
+        action="append",
+        default=[],
+        help="share the picture with Spout (Windows) or Syphon (macOS) as 'vj'",
+    )
     s = p.add_argument_group("run time and report")
     stop = s.add_mutually_exclusive_group()
     stop.add_argument("--seconds", type=_positive(float), metavar="S", help="stop after S seconds")
@@ -329,6 +341,14 @@ def _control_sources(args: argparse.Namespace, mapping: Any, scene_names: tuple[
         from vj.output.web import WebView
 
         sources.append(WebView(args.web, args.web_host, scenes=scene_names))
+    from vj.output import feeds
+
+    if args.ndi:
+        sources.append(feeds.NdiFeed(args.ndi, args.fps))
+    if args.virtual_cam:
+        sources.append(feeds.VirtualCam(min(args.fps, 30.0)))
+    for kind in args.output:
+        sources.append(feeds.SpoutFeed() if kind == "spout" else feeds.SyphonFeed())
     if not args.no_osc:
         from vj.control.osc import OscServer
 
