@@ -92,6 +92,10 @@ class WebView(Source):
 
     # -- the loop's side -------------------------------------------------------------------------------------
     def start(self, bus: ControlBus) -> None:
+        try:
+            import aiohttp  # noqa: F401
+        except ImportError:
+            raise DeviceError("the web view needs aiohttp: pip install 'vj[web]'") from None
         self._bus = bus
         self.spawn(self._serve, "vj-web")
         if not self._ready.wait(30):
