@@ -102,7 +102,13 @@ class WebView(Source):
             raise DeviceError(f"the web view did not start on {self.host}:{self.port}")
         if self._error:
             raise DeviceError(self._error)
-        log.info("web view and remote: %s", self.url)
+        # Shown at every log level: the address (and token) to open.
+        elsewhere = (
+            ""
+            if is_loopback(self.host)
+            else " (from a phone or another machine, put this machine's network address in place of 127.0.0.1)"
+        )
+        log.warning("web view and remote: %s%s", self.url, elsewhere)
 
     def offer(self, picture: np.ndarray | None, now: float) -> None:
         """The latest program picture (BGRA); kept by reference, at most ``fps`` times a second, never copied here."""
