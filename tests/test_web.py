@@ -87,6 +87,7 @@ def test_frames_out_and_controls_in_over_the_websocket(tmp_path):
         "Two",
     ]
     web = run.report["web"]
+    assert web["dropped"] == 0
     assert web["rejected"] == 6 and web["messages"] == 8 and run.report["events"]["web"] == 2
     assert run.report["rejected"]["web"] == 6 and run.report["frames"] > 0
 
@@ -153,3 +154,22 @@ def test_the_page_in_a_real_browser_shows_the_picture_and_drives_the_show(tmp_pa
     assert run.report["events"]["web"] >= 3 and run.report["web"]["rejected"] == 0
     shot = cv2.imread(str(tmp_path / "web.png"))
     assert shot is not None and shot.std() > 10, "the screenshot shows a page, not a blank"
+
+
+def test_a_page_flooding_messages_is_capped_like_an_osc_sender(tmp_path):
+    import aiohttp
+
+    with Running(tmp_path) as run:
+
+        async def flood() -> None:
+            async with aiohttp.ClientSession() as session, session.ws_connect(run.web.url + "ws") as ws:
+                await ws.receive()
+                for i in range(20_000):
+                    await ws.send_str(json.dumps({"address": "/vj/zoom", "args": [(i % 100) / 100]}))
+                await ws.send_str(json.dumps({"address": "/vj/prompt", "args": ["flood over"]}))
+
+        asyncio.run(flood())
+        run.wait(lambda s: run.web.messages >= 20_001)
+    web = run.report["web"]
+    assert web["dropped"] > 0 and web["messages"] == 20_001, "the excess was dropped and counted"
+    assert run.report["frames"] > 0 and run.report["sources"]["web"]["alive"]

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from vj.control.bus import ControlBus
-from vj.control.osc import MAX_TEXT, OscRouter, Reject
+from vj.control.osc import MAX_TEXT, Budget, OscRouter, Reject
 from vj.control.source import Source
 from vj.errors import DeviceError
 from vj.params import PARAMS
@@ -70,6 +70,8 @@ class WebView(Source):
         self.token = token if token is not None else (None if is_loopback(host) else secrets.token_urlsafe(12))
         self.fps, self.quality = fps, quality
         self.router = OscRouter()
+        self.budget = Budget()  # the OSC limits: a page flooding messages cannot take the interpreter away
+        self.dropped = 0
         self.clients = 0
         self.frames_sent = 0
         self.messages = 0
@@ -134,6 +136,7 @@ class WebView(Source):
             "frames_sent": self.frames_sent,
             "messages": self.messages,
             "rejected": self.rejected,
+            "dropped": self.dropped,
         }
 
     # -- the source's thread: aiohttp -----------------------------------------------------------------------
@@ -212,6 +215,16 @@ class WebView(Source):
     def _control(self, text: str) -> None:
         """One message from a page: through the OSC router to the bus, or counted and dropped."""
         self.messages += 1
+        if not self.budget.take(len(text)):
+            self.dropped += 1
+            return
+        started = time.monotonic()
+        try:
+            self._route(text)
+        finally:
+            self.budget.spend(time.monotonic() - started)
+
+    def _route(self, text: str) -> None:
         bus = self._bus
         try:
             data = json.loads(text)
