@@ -75,6 +75,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "spark_sensitivity", "float", 0.5, 0.0, 1.0, 0.0, 0.1, "how readily a stale dream sparks by itself (0: never)"
     ),
+    ParamSpec("bpm", "float", 120.0, 20.0, 300.0, 0.5, 1, "tempo in beats per minute (tap, MIDI clock, Link set it)"),
+    ParamSpec("tap", "trigger", doc="tap the tempo: three taps or more, the first on a downbeat"),
     ParamSpec("spark_frames", "int", 30, 4, 240, 0.0, 5, "generated frames a spark takes to bloom"),
     ParamSpec("spark_cooldown", "float", 2.0, 0.0, 60.0, 0.0, 0.5, "seconds before another spark may start"),
     *(

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from vj.control.mapping import Mapping, parse_mapping
+from vj.engine.tempo import Quantize, Shape
 from vj.errors import ConfigError, ParamError
 from vj.layers.spec import LayerSpec, layer_spec
 from vj.params import PARAMS, unknown
@@ -39,6 +40,16 @@ class ReplayOptions:
 
 
 @dataclass(frozen=True)
+class Lfo:
+    """A parameter that follows the beat: ``depth`` (in its units) times a wave of ``beats`` beats a cycle."""
+
+    param: str
+    shape: str = "sine"
+    beats: float = 4.0
+    depth: float = 0.1
+
+
+@dataclass(frozen=True)
 class Scene:
     name: str
     file: str
@@ -54,6 +65,9 @@ class Scene:
     transition: float = 2.0
     replay: ReplayOptions | None = None
     mtime: float = 0.0
+    quantize: str | None = None  # switching to this scene waits for the next "beat" or "bar"
+    lfos: tuple[Lfo, ...] = ()
+    spark_bars: int = 0  # a spark on the downbeat every this many bars (0: none)
 
 
 def _fail(file: str, key: str, message: str, fix: str | None = None) -> ConfigError:
@@ -76,6 +90,12 @@ class ReplayTable(Table):
     morph: bool = True
 
 
+class LfoTable(Table):
+    shape: Shape = "sine"
+    beats: float = Field(4.0, gt=0, le=256, allow_inf_nan=False, json_schema_extra={"expected": "beats a cycle"})
+    depth: float = Field(allow_inf_nan=False, json_schema_extra={"missing": "add depth = ..., in its units"})
+
+
 class SceneTable(Table):
     """The shape of a scene file; what it names (parameters, generators, layers, mappings) is checked after."""
 
@@ -93,6 +113,9 @@ class SceneTable(Table):
         None, json_schema_extra={"expected": "a table with [mapping.midi] and/or [mapping.osc]"}
     )
     replay: ReplayTable | None = None
+    quantize: Quantize | None = None
+    lfo: dict[str, LfoTable] = Field(default_factory=dict, json_schema_extra={"expected": "[lfo.<parameter>] tables"})
+    spark_bars: int = Field(0, ge=0, le=64, json_schema_extra={"expected": "a whole number of bars 0..64"})
 
     @model_validator(mode="after")
     def _fits_together(self) -> SceneTable:
@@ -132,6 +155,7 @@ def parse_scene(data: dict[str, Any], file: str, base: Path | None = None) -> Sc
     if t.kind == "replay":
         r = t.replay or ReplayTable()
         replay = ReplayOptions(seconds=float(r.seconds), count=r.count, feed=r.feed, morph=r.morph)
+    lfos = tuple(_lfo(file, name, entry) for name, entry in t.lfo.items())
     return Scene(
         t.name or Path(file).stem,
         file,
@@ -146,7 +170,24 @@ def parse_scene(data: dict[str, Any], file: str, base: Path | None = None) -> Sc
         mapping,
         t.transition,
         replay,
+        quantize=t.quantize,
+        lfos=lfos,
+        spark_bars=t.spark_bars,
     )
+
+
+def _lfo(file: str, name: str, t: LfoTable) -> Lfo:
+    specs = {p.name: p for p in PARAMS}
+    if name not in specs:
+        raise _fail(file, f"lfo.{name}", str(unknown(name, specs)))
+    spec = specs[name]
+    if spec.kind not in ("float", "int") or spec.lo is None or spec.hi is None:
+        raise _fail(file, f"lfo.{name}", f"{name} is {spec.describe()}: only numbers can follow the beat")
+    if abs(t.depth) > spec.span:
+        raise _fail(
+            file, f"lfo.{name}.depth", f"{t.depth:g} is more than {name}'s whole range", f"keep it within {spec.span:g}"
+        )
+    return Lfo(name, t.shape, float(t.beats), float(t.depth))
 
 
 def _generator(file: str, value: Any) -> tuple[str | None, dict[str, Any]]:

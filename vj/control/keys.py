@@ -26,6 +26,7 @@ CHARS: dict[str, tuple[str, Op, Any]] = {
     " ": ("spark", "fire", None),
     "s": ("save", "fire", None),
     "r": ("replay", "fire", None),
+    "t": ("tap", "fire", None),
     "n": ("scene", "set", "next"),
     "p": ("scene", "set", "previous"),
     **{str(n): ("scene", "set", n) for n in range(1, 10)},
@@ -52,7 +53,7 @@ HOLD: dict[str, str] = {"v": "ptt"}
 
 HELP = (
     "arrows pan  +/- zoom  [ ] rotate  , . speed  PgUp/PgDn strength  Backspace stop",
-    "1-9 scene  N/P next/previous scene  R replay  S save  Space spark  Enter type a prompt",
+    "1-9 scene  N/P next/previous scene  R replay  S save  Space spark  T tap tempo  Enter type a prompt",
     "B blackout  H freeze  hold V to talk  Ctrl+R record  Tab HUD  F full screen  Esc quit",
 )
 

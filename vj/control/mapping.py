@@ -10,6 +10,7 @@ routers apply them.
     [[midi.note]]           channel, note, target, mode, value, release, led
     [[midi.program]]        channel (optional), target ("scene", or an int parameter)
     [[osc.route]]           address, target, range (the sender sends 0..1, mapped onto this range)
+    quantize = "bar"        scene switches wait for the next "beat" or "bar" (a scene's own quantize wins)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pydantic import Field, field_validator
 from pydantic.json_schema import JsonDict
 
 from vj.control.actions import ACTIONS, ActionSpec
+from vj.engine.tempo import Quantize
 from vj.errors import ConfigError, ParamError
 from vj.params import PARAMS, ParamSpec, unknown
 from vj.schema import Table, check, invalid
@@ -102,6 +104,7 @@ class Mapping:
     programs: tuple[ProgramRoute, ...] = ()
     osc: tuple[OscRoute, ...] = ()
     summary: dict[str, int] = field(default_factory=dict)
+    quantize: str | None = None
 
 
 # -- the shape of a mapping file, as models ------------------------------------------------------------------------
@@ -183,6 +186,7 @@ class OscTable(Table):
 class MappingTable(Table):
     midi: MidiTable = MidiTable()
     osc: OscTable = OscTable()
+    quantize: Quantize | None = None
 
 
 # -- what the shape cannot say: targets, their ranges and values, and how buttons use them ----------------------------
@@ -340,6 +344,7 @@ def parse_mapping(data: dict[str, Any], file: str, prefix: str = "") -> Mapping:
         programs=tuple(found["programs"]),
         osc=tuple(found["osc"]),
         summary={k: len(v) for k, v in found.items()},
+        quantize=t.quantize,
     )
 
 
@@ -372,6 +377,7 @@ def merge(base: Mapping, over: Mapping) -> Mapping:
         notes=keep(base.notes, over.notes, lambda r: (r.channel, r.note)),
         programs=keep(base.programs, over.programs, lambda r: r.channel),
         osc=keep(base.osc, over.osc, lambda r: r.address),
+        quantize=over.quantize or base.quantize,
     )
 
 

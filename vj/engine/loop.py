@@ -6,6 +6,7 @@ Each display frame:
     bus -> params      apply what every source posted since the last frame (newest wins per target)
     director           prompt cycles, scene files edited meanwhile (a scene switch itself is an event)
     params.step        glide smoothed parameters
+    tempo              the beat moves on at bpm; a quantised scene switch lands, LFOs and beat sparks follow it
     camera             integrate the motion rates (unless frozen)
     sparks             a spark asked for by hand (the trigger fired) starts if the cooldown allows
     worker.submit      hand the generator a snapshot (params, camera, spark, loop layers): latest wins, never waits
@@ -28,6 +29,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +46,7 @@ from vj.engine.director import Director
 from vj.engine.mixer import Mixer
 from vj.engine.report import GeneratorSection, Report, SceneSection, SparkSection, WindowSection
 from vj.engine.spark import Sparks
+from vj.engine.tempo import Tempo, TempoSync, bars_crossed, wave
 from vj.engine.worker import GeneratorWorker, Job
 from vj.errors import ConfigError, ParamError
 from vj.frame import motion
@@ -52,12 +56,13 @@ from vj.layers.spec import LayerSpec
 from vj.output.record import Recorder, next_path
 from vj.output.stats import Timings
 from vj.params import ParamStore, unknown
-from vj.scenes import ReplayOptions, Scene
+from vj.scenes import Lfo, ReplayOptions, Scene
 from vj.threads import limit_malloc_arenas
 
 log = logging.getLogger(__name__)
 
 MAX_DT = 0.25  # a stall (a dragged window, a suspended laptop) must not fling the camera across the dream
+LFO_FADE_S = 0.5  # a scene's LFOs ease in and out: a wave starting mid-cycle must not jerk the picture
 
 
 @dataclass
@@ -140,6 +145,12 @@ class Show:
         self.blender = FrameBlender(config.gen_size)
         self.output = OutputLevel()
         self.sparks = Sparks()
+        self.tempo = Tempo(float(self.params["bpm"]))
+        self._quantize = config.mapping.quantize if config.mapping is not None else None
+        self._pending_scene: tuple[int, float] | None = None  # scene number, the beat it switches on
+        self.last_quantized: dict[str, Any] | None = None  # the last switch that waited for the beat
+        self._lfos: dict[str, tuple[Lfo, float]] = {}  # param -> the LFO on it and its level 0..1
+        self.values: dict[str, Any] = self.params.values()
         self.director = Director(config.scenes, config.scenes_dir)
         self.keeper: Any = None
         if config.dreams is not None:
@@ -190,6 +201,13 @@ class Show:
             self.last_event, self.last_event_at = event, self.clock.now()
 
     def _apply_one(self, e: Event) -> None:
+        if e.target == "tempo_sync":  # from a clock source (MIDI clock in, Link): not a parameter anyone sets
+            self._tempo_sync(e.value)
+            return
+        if e.target in ("bpm", "tap"):
+            self._tempo_by_hand(e)
+            if e.target == "tap":
+                return
         if e.target in self._actions:
             self._actions[e.target](e)
             return
@@ -210,6 +228,25 @@ class Show:
             self.params.set(e.target, not self.params.target(e.target))
         elif e.op == "fire":
             self.params.fire(e.target)
+
+    def _tempo_by_hand(self, e: Event) -> None:
+        """A tap or a tempo set by a person: refused while MIDI clock leads, a tap's tempo once the taps agree."""
+        leader = self.tempo.leader(self.clock.now())
+        if leader == "midi-clock":
+            raise ParamError("the tempo follows MIDI clock (--clock-in); stop the clock to set it by hand")
+        if e.target == "tap":
+            bpm = self.tempo.tap(e.posted)
+            if bpm is not None:
+                self.params.set("bpm", bpm)
+        elif e.op != "fire":
+            self.tempo.source = e.source
+
+    def _tempo_sync(self, sync: Any) -> None:
+        if not isinstance(sync, TempoSync):
+            raise ParamError(f"tempo_sync needs a TempoSync, got {type(sync).__name__}")
+        self.tempo.sync(sync, self.clock.now(), time.perf_counter())
+        if sync.running and abs(self.params.target("bpm") - sync.bpm) > 1e-3:
+            self.params.set("bpm", sync.bpm)
 
     def _tell_sources(self, names: list[str]) -> None:
         if not names or not self.sources:
@@ -291,6 +328,7 @@ class Show:
             self._set_layers(list(scene.layers), fade)
         if self.config.mapping is not None:
             mapping = merge(self.config.mapping, scene.mapping) if scene.mapping else self.config.mapping
+            self._quantize = mapping.quantize
             for source in self.sources:
                 source.tell("remap", mapping)
         log.info("scene %s: %s", self.director.number, scene.name)
@@ -354,7 +392,46 @@ class Show:
         threading.Thread(target=start, name="vj-layers", daemon=True).start()
 
     def _switch_scene(self, e: Event) -> None:
-        self.director.switch(e.value, self, self.clock.now())
+        scene = self.director.resolve(e.value)
+        number = self.director.scenes.index(scene) + 1
+        quantize = scene.quantize or self._quantize or "none"
+        if quantize != "none" and self.tempo.running and self.frames:
+            self._pending_scene = (number, self.tempo.next_boundary(quantize))
+            return
+        self._pending_scene = None
+        self.director.switch(number, self, self.clock.now())
+
+    def _follow_beat(self, before: float, now: float) -> None:
+        """What waits for the beat: a quantised scene switch, a scene's sparks on the downbeat."""
+        beat = self.tempo.beat
+        if self._pending_scene is not None and (beat >= self._pending_scene[1] or not self.tempo.running):
+            number, due = self._pending_scene
+            self._pending_scene = None
+            if number <= len(self.director.scenes):  # the folder may have lost scenes meanwhile
+                self.director.switch(number, self, now)
+                self.last_quantized = {"scene": number, "due": due, "beat": round(beat, 4)}
+        scene = self.director.active
+        bars = scene.spark_bars if scene is not None else 0
+        if bars and bars_crossed(before, beat, bars) and self.sparks.request("beat", now, 0.0):
+            self._spark_image = None
+
+    def _modulate(self, values: dict[str, Any], dt: float) -> dict[str, Any]:
+        """The active scene's LFOs on top of the parameters' values (the values themselves stay as set)."""
+        scene = self.director.active
+        active = {lfo.param: lfo for lfo in scene.lfos} if scene is not None else {}
+        ease = min(1.0, dt / LFO_FADE_S)
+        for name in set(active) | set(self._lfos):
+            lfo, level = self._lfos.get(name, (active.get(name), 0.0))
+            lfo = active.get(name, lfo)
+            assert lfo is not None
+            level = min(1.0, level + ease) if name in active else max(0.0, level - ease)  # a straight ramp
+            if name not in active and level == 0.0:
+                del self._lfos[name]
+                continue
+            self._lfos[name] = (lfo, level)
+            swing = level * lfo.depth * wave(lfo.shape, self.tempo.beat / lfo.beats, seed=zlib.crc32(name.encode()))
+            values[name] = self.params.spec(name).check(values[name] + swing)
+        return values
 
     def _replay(self, e: Event) -> None:
         scene = next((s for s in self.director.scenes if s.kind == "replay"), None)
@@ -499,6 +576,10 @@ class Show:
         self._tell_sources(self.params.take_changed())
         self.params.step(dt)
         values = self.params.values()
+        before = self.tempo.advance(dt, float(values["bpm"]))
+        self._follow_beat(before, now)
+        values = self._modulate(values, dt)
+        self.values = values  # what this frame used: the parameters with the scene's LFOs on top
         for name in self.params.take_fired():
             if name == "spark" and self.sparks.request("manual", now, float(values["spark_cooldown"])):
                 self._spark_image = None
@@ -596,6 +677,7 @@ class Show:
         d = self.director
         if d.active is not None:
             lines.append(f"scene {d.number}/{len(d.scenes)}: {d.active.name}")
+        lines.append(self._tempo_line())
         for error in list(d.errors.values())[:2]:
             lines.append(f"SCENE NOT RELOADED: {error}"[:140])
         if self.keeper is not None and (line := self.keeper.status()):
@@ -619,6 +701,17 @@ class Show:
             lines.append(f"prompt> {self.keyboard.typing}_")
         lines.extend(HELP)
         return lines
+
+    def _tempo_line(self) -> str:
+        t = self.tempo
+        beats = "".join("#" if i == int(t.phase) else "." for i in range(4)) if t.running else "...."
+        line = f"tempo {t.bpm:.1f} BPM  [{beats}]  bar {t.bar + 1}  ({t.source}"
+        line += f", {t.peers} peer{'s' if t.peers != 1 else ''})" if t.source == "link" else ")"
+        if t.taps.count and t.source != "tap":
+            line += f"  tap {t.taps.count}"
+        if self._pending_scene is not None:
+            line += f"  scene {self._pending_scene[0]} on beat {self._pending_scene[1]:.0f}"
+        return line
 
     def report(self) -> Report:
         stats = self.worker.stats if self.worker else None
@@ -655,4 +748,5 @@ class Show:
                 **{s.name: section for s in self.sources if (section := s.report()) is not None},
                 **({"record": self._record_report()} if self.recordings else {}),
             },
+            tempo={**self.tempo.report(), "quantized": self.last_quantized},
         )

@@ -39,6 +39,7 @@ class SparkSection:
     sparks: int = 0
     sparks_auto: int = 0
     sparks_manual: int = 0
+    sparks_beat: int = 0
     sparks_refused: int = 0
     stagnant_frames: int = 0
     stagnant_share: float = 0.0
@@ -74,6 +75,7 @@ class Report:
     layers: list[dict[str, Any]]
     sources: dict[str, dict[str, Any]]  # name -> alive, restarts, error
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)  # each source's own, under its name
+    tempo: dict[str, Any] = field(default_factory=dict)  # bpm, source, beat, bar, peers, running
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form: spark and scene figures at the top level (as they always were), sections by name."""

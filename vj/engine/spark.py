@@ -32,6 +32,7 @@ class Sparks:
         self.seq = 0  # the job carries this; the worker starts a bloom when it changes
         self.auto = 0
         self.manual = 0
+        self.beat = 0  # on the downbeat, every N bars (a scene's spark_bars)
         self.refused = 0  # asked for by hand during the cooldown
         self.observed = 0
         self.stagnant_frames = 0
@@ -41,7 +42,7 @@ class Sparks:
 
     @property
     def total(self) -> int:
-        return self.auto + self.manual
+        return self.auto + self.manual + self.beat
 
     def request(self, kind: str, now: float, cooldown: float) -> bool:
         if now - self.last < cooldown:
@@ -55,6 +56,8 @@ class Sparks:
             self.auto += 1
         elif kind == "manual":
             self.manual += 1
+        elif kind == "beat":
+            self.beat += 1
         return True  # "replay": a stored dream blooming in, not counted as a spark
 
     def observe(self, v: Vitals, params: Mapping[str, Any], now: float, blooming: bool) -> bool:
@@ -76,6 +79,7 @@ class Sparks:
             "sparks": self.total,
             "sparks_auto": self.auto,
             "sparks_manual": self.manual,
+            "sparks_beat": self.beat,
             "sparks_refused": self.refused,
             "stagnant_frames": self.stagnant_frames,
             "stagnant_share": round(self.stagnant_frames / self.observed, 3) if self.observed else 0.0,

@@ -1,0 +1,182 @@
+"""Tempo: taps, clock syncs, the beat the loop keeps, and what follows it (quantised scenes, LFOs, beat sparks)."""
+
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from vj.control.bus import Event
+from vj.engine.clock import SteppedClock
+from vj.engine.loop import Show, ShowConfig
+from vj.engine.tempo import TapTempo, Tempo, TempoSync, bars_crossed, wave
+from vj.errors import ConfigError
+from vj.scenes import load_scenes, parse_scene
+
+
+def taps(bpm: float, n: int, start: float = 100.0) -> list[float]:
+    return [start + i * 60.0 / bpm for i in range(n)]
+
+
+@pytest.mark.parametrize("bpm", [90.0, 120.0, 174.0])
+def test_taps_give_the_tempo_from_the_third(bpm):
+    t = TapTempo()
+    got = [t.tap(x) for x in taps(bpm, 6)]
+    assert got[:2] == [None, None]
+    assert all(b == pytest.approx(bpm, rel=1e-9) for b in got[2:])
+
+
+def test_one_flubbed_tap_does_not_move_the_tempo_and_a_pause_starts_over():
+    t = TapTempo()
+    times = taps(120, 8)
+    times[5] += 0.12  # one tap late: two intervals off, the median holds
+    bpm = None
+    for x in times:
+        bpm = t.tap(x)
+    assert bpm == pytest.approx(120, rel=1e-9)
+    assert t.tap(times[-1] + 3.0) is None and t.count == 1, "a pause over two seconds starts a new sequence"
+
+
+def test_the_beat_moves_at_the_tempo_and_steers_to_a_clock_without_jumping():
+    tempo = Tempo()
+    for _ in range(120):
+        tempo.advance(1 / 60, 120.0)
+    assert tempo.beat == pytest.approx(4.0)
+    # A clock says the beat is 0.3 ahead of ours: we get there in a few hundred ms, never backwards, never a leap.
+    tempo.sync(TempoSync("midi-clock", 120.0, beat=4.3, at=10.0), now=2.0, real_now=10.0)
+    beats = [tempo.beat]
+    for _ in range(60):
+        tempo.advance(1 / 60, 120.0)
+        beats.append(tempo.beat)
+    assert beats[-1] == pytest.approx(4.3 + 2.0, abs=1e-3)
+    steps = [b - a for a, b in pairwise(beats)]
+    assert min(steps) >= 0 and max(steps) < 3 * (2.0 / 60), "steered over frames"
+    assert tempo.source == "midi-clock" and tempo.leader(2.5) == "midi-clock" and tempo.leader(3.5) is None
+
+
+def test_a_clock_behind_by_most_of_a_beat_is_met_the_short_way():
+    tempo = Tempo()
+    tempo.beat = 8.0
+    tempo.sync(TempoSync("midi-clock", 120.0, beat=20.9, at=0.0), now=0.0, real_now=0.0)
+    for _ in range(60):
+        tempo.advance(1 / 60, 120.0)
+    assert tempo.beat == pytest.approx(7.9 + 2.0, abs=1e-3), "0.9 ahead is 0.1 behind: held back, not rushed"
+    # Link shares bars: there the phase within the bar (4 beats) counts.
+    tempo.sync(TempoSync("link", 120.0, beat=22.9, at=0.0), now=0.0, real_now=0.0)
+    for _ in range(120):
+        tempo.advance(1 / 60, 120.0)
+    assert tempo.beat % 4 == pytest.approx(2.9, abs=1e-3) and tempo.beat == pytest.approx(14.9, abs=1e-3)
+
+
+def test_start_and_stop_set_the_beat_and_hold_it():
+    tempo = Tempo()
+    tempo.beat = 13.7
+    tempo.sync(TempoSync("midi-clock", 120.0, running=False), now=0.0, real_now=0.0)
+    tempo.advance(0.5, 120.0)
+    assert tempo.beat == 13.7 and not tempo.running
+    tempo.sync(TempoSync("midi-clock", 120.0, beat=0.0, at=5.0, restart=True), now=0.0, real_now=5.0)
+    assert tempo.beat == 0.0 and tempo.running
+
+
+def test_waves_and_downbeats():
+    for shape in ("sine", "triangle", "saw", "square", "random"):
+        values = [wave(shape, i / 100) for i in range(4000)]
+        assert -1 <= min(values) < -0.5 and 0.5 < max(values) <= 1, shape
+    assert wave("sine", 0.25) == pytest.approx(1) and wave("triangle", 0.25) == pytest.approx(1)
+    assert wave("random", 0.1) == wave("random", 0.9) != wave("random", 1.1), "held for one cycle"
+    assert bars_crossed(3.9, 4.1, 1) and not bars_crossed(4.1, 7.9, 1)
+    assert bars_crossed(7.9, 8.0, 2) and not bars_crossed(3.9, 4.1, 2)
+
+
+# -- in a running show ------------------------------------------------------------------------------------------------
+def write_scenes(folder: Path, extra: str = "") -> None:
+    (folder / "01-a.toml").write_text('name = "A"\nprompt = "glass forest"\ntransition = 0\n')
+    (folder / "02-b.toml").write_text(f'name = "B"\nprompt = "fire"\ntransition = 0\n{extra}')
+
+
+def show(folder: Path, **kw) -> Show:
+    cfg = ShowConfig(
+        size=(160, 90), gen_size=(64, 64), headless=True, generator="sketch", scenes=load_scenes(folder), **kw
+    )
+    return Show(cfg, clock=SteppedClock())  # frame k at exactly k/60 s
+
+
+def test_a_quantised_scene_switch_lands_on_the_next_bar(tmp_path):
+    write_scenes(tmp_path, 'quantize = "bar"\n')
+    s = show(tmp_path, frames=150, scene=1)
+    seen = []
+
+    def watch(s: Show) -> None:
+        if s.frames == 40:  # beat 1.33 at 120 BPM: the next bar starts on beat 4, 2 s in
+            s.bus.post("osc", "scene", 2)
+        seen.append((s.frames, s.director.number, s.tempo.beat))
+
+    s.on_frame.append(watch)
+    report = s.run()
+    switched = next(i for i, (_, n, _) in enumerate(seen) if n == 2)
+    _, _, beat = seen[switched]
+    assert 4.0 <= beat < 4.0 + 2.0 / 60 + 1e-9, "on the downbeat, at most a frame late"
+    assert report["tempo"]["quantized"] == {"scene": 2, "due": 4.0, "beat": pytest.approx(beat, abs=1e-3)}
+    assert report["scene_number"] == 2 and report["tempo"]["bpm"] == 120.0
+
+
+def test_without_quantize_a_switch_is_at_once(tmp_path):
+    write_scenes(tmp_path)
+    s = show(tmp_path, frames=60, scene=1)
+    s.on_frame.append(lambda s: s.bus.post("osc", "scene", 2) if s.frames == 10 else None)
+    numbers = []
+    s.on_frame.append(lambda s: numbers.append(s.director.number))
+    s.run()
+    assert numbers.index(2) == 10, "the very next frame"
+
+
+def test_an_lfo_follows_the_beat_and_leaves_the_parameter_as_set(tmp_path):
+    write_scenes(tmp_path, '[params]\nzoom = 0.1\n[lfo.zoom]\nshape = "sine"\nbeats = 2\ndepth = 0.3\n')
+    s = show(tmp_path, frames=240, scene=2)
+    used = []
+    s.on_frame.append(lambda s: used.append((s.tempo.beat, s.values["zoom"], s.params["zoom"])))
+    s.run()
+    late = [(beat, z) for beat, z, _ in used[60:]]  # faded in
+    assert max(z for _, z in late) == pytest.approx(0.4, abs=0.01) and min(z for _, z in late) == pytest.approx(
+        -0.2, abs=0.01
+    )
+    for beat, z in late:
+        assert z == pytest.approx(0.1 + 0.3 * wave("sine", beat / 2), abs=1e-6)
+    assert all(p == pytest.approx(0.1) for _, _, p in used), "the knob's value stays where it was set"
+    first = [abs(z - 0.1) for _, z, _ in used[:5]]
+    assert max(first) < 0.05, "eased in: no jump when the scene starts"
+
+
+def test_sparks_on_the_downbeat_every_two_bars(tmp_path):
+    write_scenes(tmp_path, "spark_bars = 2\n")
+    s = show(tmp_path, frames=60 * 9, scene=2)  # 9 s at 120 BPM: 4.5 bars... the downbeats of bars 2 and 4
+    report = s.run()
+    assert report["sparks_beat"] == 2
+
+
+def test_taps_set_the_tempo_in_a_show_and_midi_clock_refuses_them(tmp_path):
+    write_scenes(tmp_path)
+    s = show(tmp_path, frames=2)
+    s.run()
+    s.apply([Event("keys", "tap", op="fire", posted=t) for t in taps(100, 4)])
+    assert s.params.target("bpm") == pytest.approx(100) and s.tempo.source == "tap"
+    s.apply([Event("osc", "bpm", 140.0)])
+    assert s.params.target("bpm") == 140 and s.tempo.source == "osc"
+    s.apply([Event("clock_in", "tempo_sync", TempoSync("midi-clock", 174.0, beat=0.0, at=0.0))])
+    assert s.params.target("bpm") == 174 and s.tempo.source == "midi-clock"
+    before = s.bus.rejected_counts()["osc"]
+    s.apply([Event("osc", "bpm", 90.0), Event("osc", "tap", op="fire")])
+    assert s.params.target("bpm") == 174, "MIDI clock leads: a hand-set tempo is refused"
+    assert s.bus.rejected_counts()["osc"] == before + 2
+
+
+def test_scene_tempo_keys_are_checked():
+    for text, where in (
+        ({"quantize": "bars"}, "quantize"),
+        ({"lfo": {"zom": {"depth": 0.1}}}, "did you mean 'zoom'"),
+        ({"lfo": {"prompt": {"depth": 0.1}}}, "only numbers"),
+        ({"lfo": {"zoom": {"depth": 0.1, "shape": "wobble"}}}, "lfo.zoom.shape"),
+        ({"lfo": {"zoom": {"depth": 0.1, "beats": 0}}}, "lfo.zoom.beats"),
+        ({"spark_bars": -1}, "spark_bars"),
+    ):
+        with pytest.raises(ConfigError, match=where):
+            parse_scene({"prompt": "x", **text}, "s.toml")
