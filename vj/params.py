@@ -238,6 +238,13 @@ class ParamStore:
             raise ParamError(f"{name} is {spec.describe()}: it cannot be moved by an amount")
         return self.set(name, self._target[name] + _number(spec, delta))
 
+    def scale(self, name: str, factor: float) -> Any:
+        """Multiply a number's target by ``factor`` (Resolume's "*" form)."""
+        spec = self.spec(name)
+        if spec.kind not in ("float", "int"):
+            raise ParamError(f"{name} is {spec.describe()}: it cannot be multiplied")
+        return self.set(name, self._target[name] * _number(spec, factor))
+
     def fire(self, name: str) -> None:
         spec = self.spec(name)
         if spec.kind != "trigger":

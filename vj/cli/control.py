@@ -10,14 +10,15 @@ log = logging.getLogger("vj")
 
 
 def cmd_osc_list(args: argparse.Namespace) -> int:
-    from vj.control.osc import address_table
+    from vj.control.osc import LEGEND, address_table
 
     rows = address_table()
     width = max(len(r[0]) for r in rows)
     kinds = max(len(r[1]) for r in rows)
     for address, kind, doc in rows:
         print(f"{address:<{width}}  {kind:<{kinds}}  {doc}")
-    print('\nrelative (Resolume): /vj/<param> "+"|"-" <amount>.  bundles: applied at once.')
+    print()
+    print(LEGEND)
     return 0
 
 

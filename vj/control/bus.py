@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 
 # set: absolute value (with ``glide`` seconds: ease there, a scene transition).  jump: absolute, skipping any
 # smoothing.  add: relative, in the parameter's units.  nudge: relative, in the parameter's steps.
-# toggle: flip a bool.  fire: a trigger or an action without a value.
-Op = Literal["set", "jump", "add", "nudge", "toggle", "fire"]
+# scale: multiply (Resolume's "*").  toggle: flip a bool.  fire: a trigger or an action without a value.
+Op = Literal["set", "jump", "add", "nudge", "scale", "toggle", "fire"]
 
 # Sources the report always lists, even at zero.
 SOURCES = ("keys", "osc", "midi", "voice", "scene")
@@ -44,6 +44,8 @@ class Event:
             return f"{self.source}: {self.target} = {_short(self.value)}"
         if self.op in ("add", "nudge"):
             return f"{self.source}: {self.target} {self.value:+g}{'' if self.op == 'add' else ' step'}"
+        if self.op == "scale":
+            return f"{self.source}: {self.target} x{self.value:g}"
         return f"{self.source}: {self.target} ({self.op})"
 
 
@@ -61,6 +63,8 @@ def _merge(queue: list[Event], event: Event) -> None:
         queue[:] = [event]
     elif last is not None and last.op == event.op and event.op in ("add", "nudge"):
         queue[-1] = replace(event, value=last.value + event.value)
+    elif last is not None and last.op == event.op == "scale":
+        queue[-1] = replace(event, value=last.value * event.value)
     elif last is not None and last.op == "toggle" and event.op == "toggle":
         queue.pop()
     elif event.op == "fire" and any(e.op == "fire" for e in queue):
@@ -81,7 +85,7 @@ class ControlBus:
 
     def post(self, source: str, target: str, value: Any = None, op: Op = "set", glide: float | None = None) -> None:
         """Queue a change from ``source``. Safe from any thread."""
-        if op in ("add", "nudge") and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        if op in ("add", "nudge", "scale") and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise TypeError(f"{op} needs a number, got {value!r}")
         event = Event(source, target, value, op, glide)
         with self._lock:

@@ -9,7 +9,7 @@ routers apply them.
     [[midi.cc]]             channel, control, target, range, mode, bits, step, takeover, value, led
     [[midi.note]]           channel, note, target, mode, value, release, led
     [[midi.program]]        channel (optional), target ("scene", or an int parameter)
-    [[osc.route]]           address, target, range (the sender sends 0..1, mapped onto this range)
+    [[osc.route]]           address, target (a list for an XY pad), range (the sender's 0..1 onto it), value
     quantize = "bar"        scene switches wait for the next "beat" or "bar" (a scene's own quantize wins)
 """
 
@@ -93,6 +93,8 @@ class OscRoute:
     target: Target
     lo: float | None = None
     hi: float | None = None
+    more: tuple[Target, ...] = ()  # an XY pad's second value (and on): target = ["pan_x", "pan_y"]
+    value: Any = None  # a button: a press (non-zero) sets the target to this (scene 3, a prompt...)
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,8 @@ class ProgramTable(Table):
 
 class OscRouteTable(Table):
     address: str = Field(json_schema_extra={"missing": 'add address = "/1/fader1"'})
-    target: str = Field(json_schema_extra={"missing": "name a parameter or an action, see `vj osc list`"})
+    target: Any = Field(json_schema_extra={"missing": "name a parameter or an action, see `vj osc list`"})
+    value: Any = None
     range: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
         None, min_length=2, max_length=2, json_schema_extra=TWO_NUMBERS
     )
@@ -162,6 +165,17 @@ class OscRouteTable(Table):
         if not address.startswith("/") or " " in address:
             raise invalid(f'expected an OSC address like "/1/fader1", got {address!r}')
         return address
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, target: Any) -> str | list[str]:
+        names = [target] if isinstance(target, str) else target
+        if not isinstance(names, list) or not 1 <= len(names) <= 8 or not all(isinstance(n, str) for n in names):
+            raise invalid(
+                f"expected a name, or a list of names for a control that sends several values, got {target!r:.60}",
+                'e.g. target = "zoom", or target = ["pan_x", "pan_y"] for an XY pad',
+            )
+        return target
 
 
 class MidiTable(Table):
@@ -320,9 +334,22 @@ def _program(c: _Checker, t: ProgramTable, key: str) -> ProgramRoute:
 
 
 def _osc(c: _Checker, t: OscRouteTable, key: str) -> OscRoute:
-    target = c.target(t.target, key)
-    rng = c.range(t.range, key, target)
-    return OscRoute(t.address, target, *(rng or (None, None)))
+    names = [t.target] if isinstance(t.target, str) else t.target
+    targets = [c.target(name, key) for name in names]
+    if len(targets) > 1:
+        for target in targets:
+            if target.param is None or target.param.kind not in ("float", "int", "bool"):
+                raise c.fail(
+                    f"{key}.target",
+                    f"{target.name} is {target.kind}: a control with several values drives numbers or on/off",
+                    "name number or on/off parameters, one per value the control sends",
+                )
+    ranges = {c.range(t.range, key, target) for target in targets}
+    lo, hi = ranges.pop() or (None, None)
+    value = c.value(t.value, key, "value", targets[0])
+    if value is not None and (len(targets) > 1 or lo is not None):
+        raise c.fail(f"{key}.value", "a button sets one value; this route maps a control's values", "remove value")
+    return OscRoute(t.address, targets[0], lo, hi, more=tuple(targets[1:]), value=value)
 
 
 def parse_mapping(data: dict[str, Any], file: str, prefix: str = "") -> Mapping:

@@ -62,7 +62,7 @@ MAX_TEXT = 1000  # characters in a string argument (a prompt)
 MAX_PACKETS_PER_S = 2000
 MAX_BYTES_PER_S = 1 << 20
 MAX_WORK_PER_S = 0.25  # seconds of CPU time a second for checking, parsing and routing: a quarter of one core
-TYPE_TAGS = frozenset("ihfdsbrmtTFN[]")  # what python-osc parses; it logs one line per tag for any other
+TYPE_TAGS = frozenset("ihfdsbrmtTFNI[]")  # what python-osc parses, and I; it logs one line per tag for any other
 
 
 class Reject(Exception):
@@ -84,6 +84,20 @@ def _number(value: Any) -> float:
     return float(f"{x:.7g}")
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _last_number(args: Sequence[Any]) -> float:
+    """One number from a message of numbers: the last (TouchDesigner's Time Slice mode sends every sample of the
+    slice in one message, oldest first)."""
+    if not args:
+        raise Reject("expected a number, got no argument")
+    if len(args) > 1 and not all(_is_number(a) for a in args):
+        raise Reject(f"expected numbers, got {len(args)} arguments of mixed types")
+    return _number(args[-1])
+
+
 def _in_range(spec: ParamSpec, x: float) -> float:
     assert spec.lo is not None and spec.hi is not None
     slack = RANGE_SLACK * spec.span
@@ -93,15 +107,30 @@ def _in_range(spec: ParamSpec, x: float) -> float:
 
 
 def _pressed(args: Sequence[Any]) -> bool:
-    """Triggers fire on no argument or a non-zero one; 0 is a button's release."""
-    if not args:
+    """Triggers fire on no argument, nil or impulse, true, or a non-zero number (the last of several); 0 and false
+    are a button's release."""
+    if not args or (len(args) == 1 and args[0] is None):
         return True
-    if len(args) > 1:
-        raise Reject(f"expected at most one argument, got {len(args)}")
-    a = args[0]
-    if isinstance(a, str):
+    a = args[-1]
+    if isinstance(a, bool):
+        return a
+    if not _is_number(a):
         raise Reject(f"expected no argument or a number, got {a!r:.40}")
-    return bool(a) if isinstance(a, bool) else _number(a) != 0
+    return _last_number(args) != 0
+
+
+def _plain(value: Any) -> Any:
+    """An argument as the router reads it: a blob is UTF-8 text (senders that cannot send strings send bytes)."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Reject("a blob that is not UTF-8 text") from None
+    return value
+
+
+def _is_midi(value: Any) -> bool:
+    return isinstance(value, tuple) and len(value) == 4 and all(isinstance(b, int) for b in value)
 
 
 def _string_end(data: bytes, start: int) -> int:
@@ -112,11 +141,13 @@ def _string_end(data: bytes, start: int) -> int:
     return start + ((end - start) // 4 + 1) * 4
 
 
-def check_packet(data: bytes) -> None:
-    """``Reject`` unless ``data`` is an OSC packet python-osc can parse in bounded time and stack."""
+def check_packet(data: bytes) -> list[int]:
+    """``Reject`` unless ``data`` is an OSC packet python-osc can parse in bounded time and stack. Returns where its
+    ``I`` (impulse) type tags are: python-osc does not know them, so they are read as ``N`` (nil), a trigger."""
     if len(data) > MAX_PACKET:
         raise Reject(f"{len(data)} bytes is more than {MAX_PACKET}", "oversize")
     counts = [0, 0]  # messages, type tags
+    impulses: list[int] = []
 
     def element(start: int, end: int, depth: int) -> None:
         if data.startswith(b"#bundle\0", start):
@@ -152,6 +183,7 @@ def check_packet(data: bytes) -> None:
             raise Reject(f"more than {MAX_PACKET_ARGS} type tags in one packet")
         if not set(tags.decode("latin-1")) <= TYPE_TAGS:
             raise Reject("unknown type tags")
+        impulses.extend(tags_at + 1 + i for i, tag in enumerate(tags) if tag == ord("I"))
         nesting = 0
         for tag in tags:
             nesting += (tag == ord("[")) - (tag == ord("]"))
@@ -159,6 +191,7 @@ def check_packet(data: bytes) -> None:
                 raise Reject(f"arrays nested more than {MAX_DEPTH} deep, or unbalanced")
 
     element(0, len(data), 0)
+    return impulses
 
 
 class Budget:
@@ -189,20 +222,32 @@ class Budget:
 
 
 class OscRouter:
+    """Messages into bus operations. Knows the loop's current values (from ``changed`` mail) only to answer "?"."""
+
     def __init__(self, mapping: Mapping | None = None) -> None:
+        from vj.control.midi import MidiRouter  # the MIDI mapping, for MIDI carried in OSC messages ("m")
+
         self.params = {p.name: p for p in PARAMS}
         self.actions = {a.name: a for a in ACTIONS if a.remote}
         self.routes: dict[str, OscRoute] = {r.address: r for r in (mapping.osc if mapping else ())}
+        self.midi = MidiRouter(mapping or Mapping())
+        self.values: dict[str, Any] = {}
+        self.answers: list[tuple[str, Any]] = []  # replies to "?" queries: (address, value), taken by the server
         self._last: dict[str, tuple[tuple[Any, ...], float]] = {}
         self.duplicates = 0
+
+    def changed(self, values: dict[str, Any]) -> None:
+        self.values.update(values)
+        self.midi.targets.update(values)
 
     def route(self, address: str, args: Sequence[Any], now: float | None = None) -> list[Operation]:
         """What ``address args`` asks for, as bus operations; ``Reject`` when it cannot be used (and nothing else:
         a sender must not be able to raise anything else out of here)."""
-        if any(isinstance(a, str) and len(a) > MAX_TEXT for a in args):
+        if any(isinstance(a, (str, bytes)) and len(a) > MAX_TEXT for a in args):
             raise Reject(f"a string longer than {MAX_TEXT} characters")
         try:
-            ops = self._route(address, args)
+            args = [_plain(a) for a in args]
+            ops = self._midi(args) if args and all(_is_midi(a) for a in args) else self._route(address, args)
         except Reject:
             raise
         except Exception as e:  # noqa: BLE001 - odd values (huge ints, nested lists) must only ever be rejected
@@ -217,15 +262,32 @@ class OscRouter:
                 return []
         return ops
 
+    def _midi(self, args: Sequence[Any]) -> list[Operation]:
+        """MIDI in an OSC message (type ``m``: port, status, data 1, data 2), through the MIDI mapping."""
+        import mido
+
+        ops: list[Operation] = []
+        for _port, *data in args:
+            try:
+                message = mido.parse(bytes(data))
+            except ValueError:
+                message = None
+            if message is None:
+                raise Reject(f"MIDI bytes that make no message: {bytes(data).hex(' ')}")
+            ops.extend(self.midi.handle(message))
+        return ops
+
     def _route(self, address: str, args: Sequence[Any]) -> list[Operation]:
         if address in self.routes:
-            return self._mapped(self.routes[address], args)
+            return self._mapped(address, self.routes[address], args)
         if address.startswith(NORM):
             name = address[len(NORM) :]
             spec = self.params.get(name)
             if spec is None or spec.kind not in ("float", "int", "bool"):
                 raise Reject(f"unknown address (no number parameter '{name}' for {NORM}...)")
-            x = self._one_number(args)
+            if args == ["?"]:
+                return self._answer(address, spec, normalised=True)
+            x = _last_number(args)
             if not -RANGE_SLACK <= x <= 1 + RANGE_SLACK:
                 raise Reject(f"{x:g} is outside 0..1")
             if spec.kind == "bool":
@@ -236,64 +298,106 @@ class OscRouter:
             raise Reject("unknown address (vj listens under /vj/)")
         name = address[len(PREFIX) :]
         if name in self.params:
-            return self._param(self.params[name], args)
+            return self._param(address, self.params[name], args)
         if name in self.actions:
             action = self.actions[name]
             if action.arg == "none":
                 return [(name, None, "fire")] if _pressed(args) else []
-            if len(args) != 1 or not isinstance(args[0], (int, str)) or isinstance(args[0], bool):
-                raise Reject(f"{name} needs one whole number or name")
-            return [(name, args[0], "set")]
+            return [(name, self._choice(name, args), "set")]
         raise Reject("unknown address")
 
     @staticmethod
-    def _one_number(args: Sequence[Any]) -> float:
-        if len(args) != 1:
-            raise Reject(f"expected one number, got {len(args)} arguments")
-        return _number(args[0])
+    def _choice(name: str, args: Sequence[Any]) -> int | str:
+        """A scene's number or name: ``f 3.0`` is scene 3 (osc.js, Node-RED and TouchOSC send floats)."""
+        if len(args) != 1 or isinstance(args[0], bool) or not isinstance(args[0], (int, float, str)):
+            raise Reject(f"{name} needs one whole number or name")
+        value = args[0]
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise Reject(f"{name} needs a whole number, got {value:g}")
+            return int(value)
+        return value
 
-    def _param(self, spec: ParamSpec, args: Sequence[Any]) -> list[Operation]:
+    def _answer(self, address: str, spec: ParamSpec, normalised: bool = False) -> list[Operation]:
+        """Resolume's "?": the value goes back to the sender, nothing changes."""
+        if spec.name not in self.values:
+            return []  # the show is still starting (values come with its first frame): no answer, nothing wrong
+        value = self.values[spec.name]
+        if normalised and spec.kind != "bool":
+            assert spec.lo is not None
+            value = (float(value) - spec.lo) / spec.span
+        elif isinstance(value, bool):
+            value = int(value)
+        self.answers.append((address, value))
+        return []
+
+    def _param(self, address: str, spec: ParamSpec, args: Sequence[Any]) -> list[Operation]:
         name = spec.name
+        if args == ["?"]:
+            if spec.kind == "trigger":
+                raise Reject(f"{name} is a trigger: it has no value to ask for")
+            return self._answer(address, spec)
         if spec.kind == "trigger":
             return [(name, None, "fire")] if _pressed(args) else []
         if spec.kind == "string":
-            if len(args) != 1 or not isinstance(args[0], str):
+            if len(args) != 1 or not isinstance(args[0], (str, int, float)) or isinstance(args[0], bool):
                 raise Reject(f"{name} needs one string")
-            if not args[0].strip():
+            text = args[0] if isinstance(args[0], str) else f"{_number(args[0]):g}"  # "/vj/prompt ,i 1999"
+            if not text.strip():
                 raise Reject(f"{name} needs some text")
-            return [(name, args[0], "set")]
+            return [(name, text, "set")]
         if spec.kind == "bool":
-            if not args:
+            if not args or args == [None]:
                 return [(name, None, "toggle")]
             if len(args) == 1 and isinstance(args[0], str) and args[0].lower() in ("on", "off", "true", "false"):
                 return [(name, args[0], "set")]
-            return [(name, self._one_number(args) >= 0.5 if not isinstance(args[0], bool) else args[0], "set")]
-        # float / int
-        if len(args) == 2 and args[0] in ("+", "-"):
-            delta = _number(args[1])
-            return [(name, delta if args[0] == "+" else -delta, "add")]
-        if len(args) == 2 and args[0] == "a":  # Resolume's explicit absolute form
-            args = args[1:]
-        return [(name, _in_range(spec, self._one_number(args)), "set")]
+            if isinstance(args[-1], bool):
+                return [(name, args[-1], "set")]
+            return [(name, _last_number(args) >= 0.5, "set")]
+        # float / int: Resolume's string-first forms, else the value (the last of several)
+        if len(args) == 2 and isinstance(args[0], str):
+            form, x = args[0], _number(args[1])
+            if form in ("+", "-"):
+                return [(name, x if form == "+" else -x, "add")]
+            if form == "*":
+                return [(name, x, "scale")]
+            if form == "a":
+                return [(name, _in_range(spec, x), "set")]
+            raise Reject(f'unknown form {form!r:.10}: use "+", "-", "*", "a" or "?"')
+        return [(name, _in_range(spec, _last_number(args)), "set")]
 
-    def _mapped(self, route: OscRoute, args: Sequence[Any]) -> list[Operation]:
+    def _mapped(self, address: str, route: OscRoute, args: Sequence[Any]) -> list[Operation]:
         target = route.target
+        if route.value is not None:  # a button that sets a value: TouchOSC's push sends 1 on press, 0 on release
+            return [(target.name, route.value, "set")] if _pressed(args) else []
         if target.action is not None or (target.param and target.param.kind == "trigger"):
+            if target.action is not None and target.action.arg != "none":
+                return [(target.name, self._choice(target.name, args), "set")]
             return [(target.name, None, "fire")] if _pressed(args) else []
         assert target.param is not None
-        if route.lo is not None and route.hi is not None:
-            x = self._one_number(args)
+        if route.more:  # an XY pad: one value per target, in order
+            targets = (target, *route.more)
+            if len(args) != len(targets):
+                raise Reject(f"expected {len(targets)} values, one each for {', '.join(t.name for t in targets)}")
+            return [op for t, a in zip(targets, args, strict=True) for op in self._one(address, route, t, [a])]
+        return self._one(address, route, target, args)
+
+    def _one(self, address: str, route: OscRoute, target: Any, args: Sequence[Any]) -> list[Operation]:
+        spec = target.param
+        if route.lo is not None and route.hi is not None and args != ["?"]:
+            x = _last_number(args)
             if not -RANGE_SLACK <= x <= 1 + RANGE_SLACK:
                 raise Reject(f"{x:g} is outside 0..1 (this route maps 0..1 onto {route.lo:g}..{route.hi:g})")
-            return [(target.name, route.lo + min(1.0, max(0.0, x)) * (route.hi - route.lo), "set")]
-        return self._param(target.param, args)
+            value = route.lo + min(1.0, max(0.0, x)) * (route.hi - route.lo)
+            return [(target.name, value >= 0.5 if spec.kind == "bool" else value, "set")]
+        return self._param(address, spec, args)
 
 
 class OscServer(Source):
     """The OSC source: a UDP socket on its own (guarded) thread, posting to the bus."""
 
     name = "osc"
-    listens = frozenset({"remap"})
+    listens = frozenset({"remap", "changed"})
 
     def __init__(self, host: str = "127.0.0.1", port: int = 9000, mapping: Mapping | None = None) -> None:
         super().__init__()
@@ -305,6 +409,7 @@ class OscServer(Source):
         self.malformed = 0
         self.oversize = 0
         self.dropped = 0  # over the per-second budget: not even parsed
+        self.answered = 0  # "?" queries answered
         self.error: str | None = None
         self.budget = Budget()
         self._sock: socket.socket | None = None
@@ -347,18 +452,18 @@ class OscServer(Source):
         while not self.stopping:
             self.deliver()  # mail from the loop (a remap) is handled here, on the thread that routes
             try:
-                data, _ = sock.recvfrom(65536)
+                data, sender = sock.recvfrom(65536)
             except TimeoutError:
                 continue
             except OSError:
                 if self.stopping:
                     break
                 raise  # the guard logs it, counts a restart and serves again
-            self.receive(bus, data)
+            self.receive(bus, data, sender)
         self.deliver()  # a remap that came as the show ended still applies: the router is right after stop()
 
-    def receive(self, bus: ControlBus, data: bytes) -> None:
-        """One datagram: within the budget, checked, parsed, routed."""
+    def receive(self, bus: ControlBus, data: bytes, sender: Any = None) -> None:
+        """One datagram: within the budget, checked, parsed, routed; answers to queries go back to ``sender``."""
         self.packets += 1
         size = len(data)
         # An oversize packet is refused unread: it costs a packet token but no bytes, as none of it is parsed.
@@ -375,20 +480,41 @@ class OscServer(Source):
         started = time.thread_time()
         try:
             self._receive(bus, data)
+            self._answer(sender)
         finally:
             self.budget.spend(time.thread_time() - started)
+
+    def _answer(self, sender: Any) -> None:
+        answers, self.router.answers = self.router.answers, []
+        if not answers or sender is None or self._sock is None:
+            return
+        from pythonosc.osc_message_builder import OscMessageBuilder
+
+        for address, value in answers:
+            builder = OscMessageBuilder(address)
+            builder.add_arg(value)
+            try:
+                self._sock.sendto(builder.build().dgram, sender)
+                self.answered += 1
+            except OSError as e:
+                log.debug("cannot answer %s at %s (%s)", address, sender, e)
 
     def _receive(self, bus: ControlBus, data: bytes) -> None:
         from pythonosc.osc_packet import OscPacket
 
         try:
-            check_packet(data)
+            impulses = check_packet(data)
         except Reject as e:
             if len(data) > MAX_PACKET:
                 self.oversize += 1
             self.malformed += 1
             bus.reject("osc", f"a packet that is not usable OSC ({e})", key=f"<{e.kind}>")
             return
+        if impulses:
+            patched = bytearray(data)
+            for at in impulses:
+                patched[at] = ord("N")
+            data = bytes(patched)
         try:
             messages = [m.message for m in OscPacket(data).messages]
         except Exception as e:  # noqa: BLE001 - python-osc raises more than ParseError on random bytes
@@ -411,7 +537,12 @@ class OscServer(Source):
     def on_remap(self, mapping: Mapping) -> None:
         """A scene's mapping overrides, on the socket thread that routes with it."""
         self._duplicates += self.router.duplicates
+        values = self.router.values
         self.router = OscRouter(mapping)
+        self.router.changed(values)
+
+    def on_changed(self, values: dict[str, Any]) -> None:
+        self.router.changed(values)
 
     def status(self) -> str:
         if self.error:
@@ -433,6 +564,7 @@ class OscServer(Source):
             "oversize": self.oversize,
             "dropped": self.dropped,
             "duplicates": self._duplicates + self.router.duplicates,
+            "answered": self.answered,
             "error": self.error,
         }
 
@@ -477,15 +609,33 @@ class OscFeedback(Source):
         return {"target": f"{self.host}:{self.port}", "sent": self.sent, "failed": self.failed}
 
 
+FORMS = {
+    "float": '{range} | "+"|"-"|"*"|"a" x | "?"',
+    "int": '{range} | "+"|"-"|"*"|"a" x | "?"',
+    "bool": 'T|F | 1|0 | "on"|"off" | N or nothing: flip | "?"',
+    "string": 'string | blob (UTF-8) | number | "?"',
+    "trigger": "nothing | N|I | T | non-zero (0 and F: a release)",
+}
+
+
 def address_table() -> list[tuple[str, str, str]]:
-    """(address, arguments, what it does) for every address vj answers, for ``vj osc list``."""
+    """(address, what it takes, what it does) for every address vj answers, for ``vj osc list``."""
     rows = []
     for p in PARAMS:
-        rows.append((PREFIX + p.name, p.describe(), p.doc))
+        rows.append((PREFIX + p.name, FORMS[p.kind].format(range=p.describe()), p.doc))
     for p in PARAMS:
         if p.kind in ("float", "int", "bool"):
-            rows.append((NORM + p.name, "float 0..1", f"{p.name} from 0..1 onto {p.describe()}"))
+            rows.append((NORM + p.name, 'float 0..1 | "?"', f"{p.name} from 0..1 onto {p.describe()}"))
     for a in ACTIONS:
         if a.remote:
-            rows.append((PREFIX + a.name, "(no argument)" if a.arg == "none" else a.arg, a.doc))
+            takes = FORMS["trigger"] if a.arg == "none" else "int | whole float (3.0) | string"
+            rows.append((PREFIX + a.name, takes, a.doc))
     return rows
+
+
+LEGEND = """\
+Numbers may come as i, h (int64), f or d (double); a message of several numbers counts its last (TouchDesigner's
+Time Slice mode). Resolume's forms: "+"/"-" x moves by x, "*" x multiplies, "a" x sets, "?" asks: the answer
+/vj/<param> <value> goes back to the sender's address and port. Bundles are applied at once (time tags ignored).
+MIDI in OSC (type m: port, status, data 1, data 2), at any address, goes through the MIDI mapping.
+Mapping files add aliases ([[osc.route]]: any address onto any target; target = ["pan_x", "pan_y"] for XY pads)."""

@@ -221,6 +221,8 @@ class Show:
             self.params.add(e.target, e.value)
         elif e.op == "nudge":
             self.params.nudge(e.target, e.value)
+        elif e.op == "scale":
+            self.params.scale(e.target, e.value)
         elif e.op == "toggle":
             spec = self.params.spec(e.target)
             if spec.kind != "bool":
