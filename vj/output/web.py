@@ -236,6 +236,7 @@ class WebView(Source):
             if any(isinstance(a, str) and len(a) > MAX_TEXT for a in args):
                 raise Reject(f"a string longer than {MAX_TEXT} characters")
             ops = self.router.route(address[:200], args)
+            self.router.answers.clear()  # a page gets every value pushed to it: "?" has nothing to add
         except Reject as e:
             self._reject(str(e), text[:60])
             return
