@@ -21,15 +21,15 @@ def error(tmp_path: Path, text: str) -> str:
     return str(info.value)
 
 
-def test_the_shipped_mappings_cover_a_default_and_two_controllers():
+def test_the_shipped_mappings_cover_a_default_and_the_controllers():
     names = {p.stem for p in SHIPPED}
-    assert {"default", "nanokontrol2", "apc-mini"} <= names
+    assert {"default", "nanokontrol2", "apc-mini", "apc-mini-mk2", "midimix"} <= names
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_every_shipped_mapping_loads(path):
     m = load_mapping(path)
-    assert m.cc or m.notes, "a controller mapping maps something"
+    assert m.cc or m.notes or m.osc, "a mapping maps something"
 
 
 def test_the_minimal_contract_entry():
@@ -94,6 +94,15 @@ def test_the_minimal_contract_entry():
             '[[midi.note]]\nchannel = 1\nnote = 36\ntarget = "stop"\n',
             "midi.note[1]: the same control as midi.note[0]",
         ),
+        (
+            '[[midi.note]]\nchannel = 1\nnote = 0\ntarget = "freeze"\nmode = "toggle"\nled_channel = 7\n',
+            "midi.note[0].led_channel: there is no led to send (add led = [on, off] or remove led_channel)",
+        ),
+        (
+            '[[midi.cc]]\nchannel = 1\ncontrol = 1\ntarget = "freeze"\nmode = "toggle"\nled = [1, 0]\n'
+            "led_channel = 0\n",
+            "midi.cc[0].led_channel: 0 is out of range (use 1..16)",
+        ),
         ('[[midi.program]]\ntarget = "zoom"\n', "midi.program[0].target: program change gives a number"),
         ('[[osc.route]]\naddress = "fader"\ntarget = "zoom"\n', "osc.route[0].address: expected an OSC address"),
         ('[midi]\ntakeover = "grab"\n', "midi.takeover: unknown takeover 'grab' (choose jump | pickup)"),
@@ -104,6 +113,21 @@ def test_the_minimal_contract_entry():
 )
 def test_errors_name_file_key_path_and_fix(tmp_path, text, expected):
     assert expected in error(tmp_path, text)
+
+
+def test_led_channel_counts_from_1_in_the_file_and_defaults_to_the_entrys_own():
+    m = parse_mapping(
+        {
+            "midi": {
+                "note": [
+                    {"channel": 1, "note": 0, "target": "freeze", "mode": "toggle", "led": [21, 0], "led_channel": 7},
+                    {"channel": 2, "note": 1, "target": "blackout", "mode": "toggle", "led": [127, 0]},
+                ]
+            }
+        },
+        "x",
+    )
+    assert [(n.channel, n.led, n.led_channel) for n in m.notes] == [(0, (21, 0), 6), (1, (127, 0), None)]
 
 
 def test_a_missing_mapping_lists_the_shipped_ones():

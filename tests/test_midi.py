@@ -9,7 +9,7 @@ from pathlib import Path
 import mido
 import pytest
 
-from tests.child import finish, start
+from tests.child import finish, start, vj
 from vj.control.bus import ControlBus
 from vj.control.mapping import load_mapping, parse_mapping
 from vj.control.midi import MidiInput, MidiRouter, match_port, relative_ticks
@@ -163,6 +163,42 @@ def test_port_names_match_by_part():
     assert match_port("nanokontrol", names) == names[1]
     assert match_port("Midi Through:0", names) == names[0]
     assert match_port("apc", names) is None
+
+
+def test_port_names_match_by_words_when_no_part_matches():
+    alsa = [
+        "APC mini mk2:APC mini mk2 APC mini mk2 Notes 20:1",
+        "APC mini mk2:APC mini mk2 APC mini mk2 Contr 20:0",
+    ]
+    jack = ["system:midi_capture_2 APC mini mk2 Notes", "system:midi_capture_1 APC mini mk2 Control"]
+    for names in (alsa, jack):
+        assert match_port("APC mini mk2 Contr", names) == names[1], "a part, at once"
+        assert match_port("apc CONTR", names) == names[1], "each word, any case"
+        assert match_port("APC mini mk2", names) == names[0], "a part: the first that has it"
+    assert match_port("apc notes control", alsa + jack) is None, "every word has to be there"
+    assert match_port("   ", alsa) is None
+
+
+def test_without_a_midi_system_vj_says_so_once_and_shows_on():
+    """No ALSA sequencer (or no such device): one line, not libasound's errors at every port listing."""
+    out = vj(
+        "run",
+        "--headless",
+        "--seconds",
+        "3",
+        "--no-osc",
+        "--midi-in",
+        "vj-no-such-device",
+        "--report",
+        "-",
+        env={"MIDO_BACKEND": "mido.backends.rtmidi"},  # the default: ALSA on Linux
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    noisy = [line for line in out.stderr.splitlines() if "alsa" in line.lower() or "rtmidi" in line.lower()]
+    assert len(noisy) <= 1, out.stderr[-2000:]
+    assert "MIDI device 'vj-no-such-device'" in out.stderr
+    report = json.loads(out.stdout)
+    assert report["midi"]["connected"] is False and report["midi"]["port"] is None
 
 
 # -- a real transport: rtmidi ports on a JACK server with the dummy driver ---------------------------------------------

@@ -6,11 +6,16 @@ mean 'zoom'?)`` (entries count from 0, in file order). Loading returns plain fro
 routers apply them.
 
     [midi]                  device = "nanoKONTROL2" (port name or part of it), takeover = "pickup" | "jump"
-    [[midi.cc]]             channel, control, target, range, mode, bits, step, takeover, value, led
-    [[midi.note]]           channel, note, target, mode, value, release, led
+    [[midi.cc]]             channel, control, target, range, mode, bits, step, takeover, value, led, led_channel
+    [[midi.note]]           channel, note, target, mode, value, release, led, led_channel
     [[midi.program]]        channel (optional), target ("scene", or an int parameter)
     [[osc.route]]           address, target (a list for an XY pad), range (the sender's 0..1 onto it), value
     quantize = "bar"        scene switches wait for the next "beat" or "bar" (a scene's own quantize wins)
+
+``led = [on, off]`` are the values sent to the feedback port (``--midi-out``) when a button's on/off target
+changes: the velocity of a note-on, or the value of a CC, on the entry's own channel. ``led_channel`` (1..16)
+sends them on another channel instead: the APC mini mk2 takes a pad's brightness from the note-on's channel
+(1 = 10%, 7 = 100%) and its colour from the velocity.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ class CcRoute:
     value: Any = None  # trigger / hold: the value to set instead of firing / True
     release: Any = None  # hold: the value on release
     led: tuple[int, int] | None = None  # feedback values (on, off) for buttons
+    led_channel: int | None = None  # 0..15: the channel LED messages go out on (None: the entry's own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,7 @@ class NoteRoute:
     value: Any = None
     release: Any = None
     led: tuple[int, int] | None = None
+    led_channel: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +141,7 @@ class CcTable(Table):
     value: Any = None
     release: Any = None
     led: list[Byte] | None = Field(None, min_length=2, max_length=2, json_schema_extra=LED)
+    led_channel: int | None = Field(None, ge=1, le=16)  # bounds on the field itself, for the error's "use 1..16"
 
 
 class NoteTable(Table):
@@ -144,6 +152,7 @@ class NoteTable(Table):
     value: Any = None
     release: Any = None
     led: list[Byte] | None = Field(None, min_length=2, max_length=2, json_schema_extra=LED)
+    led_channel: int | None = Field(None, ge=1, le=16)
 
 
 class ProgramTable(Table):
@@ -257,8 +266,14 @@ class _Checker:
         return value
 
 
-def _led(value: list[int] | None) -> tuple[int, int] | None:
-    return (value[0], value[1]) if value is not None else None
+def _led(c: _Checker, t: CcTable | NoteTable, key: str) -> dict[str, Any]:
+    """The route's LED fields; a channel for LEDs that are never sent is a mistake worth saying."""
+    if t.led_channel is not None and t.led is None:
+        raise c.fail(f"{key}.led_channel", "there is no led to send", "add led = [on, off] or remove led_channel")
+    return {
+        "led": (t.led[0], t.led[1]) if t.led is not None else None,
+        "led_channel": t.led_channel - 1 if t.led_channel is not None else None,
+    }
 
 
 def _button_target(c: _Checker, key: str, target: Target, mode: str, value: Any) -> None:
@@ -290,7 +305,7 @@ def _cc(c: _Checker, t: CcTable, key: str, takeover_default: str) -> CcRoute:
         raise c.fail(f"{key}.control", f"{t.control} is out of range", "use 0..31")
     target = c.target(t.target, key)
     spec = target.param
-    route = CcRoute(t.channel - 1, t.control, target, t.mode, bits=t.bits, led=_led(t.led))
+    route = CcRoute(t.channel - 1, t.control, target, t.mode, bits=t.bits, **_led(c, t, key))
     if t.mode in BUTTON_MODES:
         value = c.value(t.value, key, "value", target)
         _button_target(c, key, target, t.mode, value)
@@ -318,7 +333,7 @@ def _note(c: _Checker, t: NoteTable, key: str) -> NoteRoute:
     value = c.value(t.value, key, "value", target)
     _button_target(c, key, target, t.mode, value)
     release = c.value(t.release, key, "release", target)
-    return NoteRoute(t.channel - 1, t.note, target, t.mode, value, release, _led(t.led))
+    return NoteRoute(t.channel - 1, t.note, target, t.mode, value, release, **_led(c, t, key))
 
 
 def _program(c: _Checker, t: ProgramTable, key: str) -> ProgramRoute:

@@ -32,7 +32,7 @@ from typing import Any
 
 from vj.control.bus import ControlBus
 from vj.control.mapping import RELATIVE, CcRoute, Mapping, NoteRoute
-from vj.control.midi_port import FLUSH_S, POLL_S, JackGraph, RawInput, decode
+from vj.control.midi_port import FLUSH_S, POLL_S, JackGraph, RawInput, alsa_quiet, decode
 from vj.control.osc import Operation
 from vj.control.source import Source
 from vj.errors import DeviceError
@@ -40,6 +40,7 @@ from vj.errors import DeviceError
 log = logging.getLogger(__name__)
 
 RECONNECT_S = 0.25  # port listing through the long-lived probe costs well under a millisecond
+UNREACHABLE_S = 5.0  # no MIDI system (no ALSA sequencer, no JACK server): look for one this often
 
 
 def relative_ticks(mode: str, value: int) -> int:
@@ -194,17 +195,21 @@ class MidiRouter:
                 out.append(
                     mido.Message(
                         "control_change",
-                        channel=route.channel,
+                        channel=_led_channel(route),
                         control=route.control,
                         value=route.led[0 if value else 1],
                     )
                 )
         for note in self.mapping.notes:
             if note.target.name == name and note.led is not None and isinstance(value, bool):
-                out.append(
-                    mido.Message("note_on", channel=note.channel, note=note.note, velocity=note.led[0 if value else 1])
-                )
+                velocity = note.led[0 if value else 1]
+                out.append(mido.Message("note_on", channel=_led_channel(note), note=note.note, velocity=velocity))
         return out
+
+
+def _led_channel(route: CcRoute | NoteRoute) -> int:
+    """Where a button's LED message goes: its own channel unless the mapping names another (APC mini mk2 pads)."""
+    return route.channel if route.led_channel is None else route.led_channel
 
 
 def use_backend(backend: str | None = None) -> str:
@@ -223,7 +228,8 @@ def port_names(kind: str = "input") -> list[str]:
     import mido
 
     try:
-        names = mido.get_input_names() if kind == "input" else mido.get_output_names()
+        with alsa_quiet():  # the exception says it; libasound would print it again, raw
+            names = mido.get_input_names() if kind == "input" else mido.get_output_names()
     except Exception as e:  # noqa: BLE001 - rtmidi reports a missing ALSA sequencer or JACK server this way
         raise DeviceError(f"cannot list MIDI ports ({e}); is a MIDI system (ALSA, JACK) running?") from None
     return list(names)
@@ -270,10 +276,19 @@ def rtmidi_api(backend: str) -> int | None:
 
 
 def match_port(query: str, names: list[str]) -> str | None:
-    """The port called ``query``, else the first whose name contains it (any case)."""
+    """The port called ``query``, else the first whose name contains it, else the first holding each of its words.
+
+    Case never matters. The words are for names a system has shortened or put together its own way: ALSA shows
+    the APC mini mk2's ports as "APC mini mk2:APC mini mk2 APC mini mk2 Contr 20:0" and "... Notes 20:1", JACK as
+    "... APC mini mk2 Control"; "APC mini mk2 Contr" and "apc contr" find the Control port on both, never Notes.
+    """
     if query in names:
         return query
-    hits = [n for n in names if query.lower() in n.lower()]
+    q = query.lower()
+    hits = [n for n in names if q in n.lower()]
+    if not hits:
+        words = q.split()
+        hits = [n for n in names if words and all(w in n.lower() for w in words)]
     return hits[0] if hits else None
 
 
@@ -299,6 +314,8 @@ class MidiInput(Source):
         self.router = MidiRouter(mapping)
         self.backend = use_backend(backend)
         self._probe: PortProbe | None = None
+        self._retry_at = 0.0  # while the MIDI system cannot be reached: when to look for it again
+        self._away = False  # ... and whether that has been said
         self.port_name: str | None = None
         self.connects = 0
         self.disconnects = 0
@@ -318,21 +335,19 @@ class MidiInput(Source):
     # -- source ----------------------------------------------------------------------------------------------
     def start(self, bus: ControlBus) -> None:
         self._bus = bus
-        try:
-            self._probe = PortProbe(self.backend)
-        except DeviceError as e:
-            log.warning("%s; listing ports the slow way", e)
+        if rtmidi_api(self.backend) is None:
+            log.info("MIDI backend %s: listing ports through mido, the slow way", self.backend)
         if self.backend.endswith("/UNIX_JACK"):
             try:
                 self._graph = JackGraph.shared()
             except OSError as e:
                 log.info("cannot read JACK's connections (%s): a very fast replug may go unseen", e)
         self._check()
-        if self._port is None:
+        if self._port is None and not self._away:
             log.warning(
                 "MIDI device '%s' not found; waiting for it (ports now: %s)",
                 self.query,
-                ", ".join(self._safe_names()) or "none",
+                ", ".join(self._names()) or "none",
             )
         self.spawn(self._run, "vj-midi")
 
@@ -383,17 +398,52 @@ class MidiInput(Source):
             port.flush()
         self._stopping.wait(POLL_S)
 
-    def _safe_names(self) -> list[str]:
+    def _reachable(self) -> bool:
+        """Whether ports can be listed now.
+
+        A MIDI system that cannot be reached is said once and looked for again every ``UNREACHABLE_S``, with
+        libasound's own error printer off: each failed try would otherwise print its error lines again.
+        """
+        if self._probe is not None:
+            return True
+        if time.monotonic() < self._retry_at:
+            return False
+        if rtmidi_api(self.backend) is None:
+            return True  # listed through mido, each time
         try:
-            return self._probe.inputs() if self._probe is not None else port_names()
-        except DeviceError:
+            with alsa_quiet():
+                self._probe = PortProbe(self.backend)
+        except DeviceError as e:
+            self._unreachable(e)
+            return False
+        if self._away:
+            log.warning("MIDI system reached; looking for '%s'", self.query)
+            self._away = False
+        return True
+
+    def _unreachable(self, e: DeviceError) -> None:
+        self._retry_at = time.monotonic() + UNREACHABLE_S
+        if not self._away:
+            log.warning("MIDI device '%s' is not connected: %s (trying again every %g s)", self.query, e, UNREACHABLE_S)
+            self._away = True
+
+    def _names(self, kind: str = "input") -> list[str]:
+        """The ports of ``kind`` now; none while the MIDI system cannot be reached."""
+        if not self._reachable():
+            return []
+        if self._probe is not None:
+            return self._probe.inputs() if kind == "input" else self._probe.outputs()
+        try:
+            return port_names(kind)
+        except DeviceError as e:
+            self._unreachable(e)
             return []
 
     def _check(self) -> None:
         """Open the device if it has appeared; close it if it has vanished."""
         import mido
 
-        names = self._safe_names()
+        names = self._names()
         if self._port is not None and self.port_name not in names:
             log.warning("MIDI device '%s' went away; waiting for it to come back", self.port_name)
             self.disconnects += 1
@@ -418,7 +468,7 @@ class MidiInput(Source):
                 self.connects += 1
                 log.info("MIDI input: %s", name)
         if self.out_query and self._out is None:
-            outs = self._safe_outputs()
+            outs = self._names("output")
             name = match_port(self.out_query, outs)
             if name is not None:
                 try:
@@ -426,12 +476,6 @@ class MidiInput(Source):
                     log.info("MIDI feedback to: %s", name)
                 except Exception as e:  # noqa: BLE001
                     log.warning("cannot open MIDI output '%s' (%s)", name, e)
-
-    def _safe_outputs(self) -> list[str]:
-        try:
-            return self._probe.outputs() if self._probe is not None else port_names("output")
-        except DeviceError:
-            return []
 
     def _replugged(self) -> bool:
         """On JACK: the device's port is there but ours is no longer connected to it (it came back as a new port)."""

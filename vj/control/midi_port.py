@@ -13,16 +13,21 @@ deadlock seen on a busy machine. Polled, JACK's thread never touches Python.
 
 On JACK a device that vanishes and reappears under the same name between two port listings is a new port, and
 our input is no longer connected to it. ``JackGraph`` asks the server whether the connection still stands.
+
+``alsa_quiet`` keeps libasound from printing its own error lines while vj tries to reach the MIDI system.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import functools
 import itertools
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 log = logging.getLogger(__name__)
@@ -54,6 +59,44 @@ def decode(data: list[int]) -> tuple[list[Any], int]:
         found = list(parser)
         return found, len(found)
     return [mido.Message.from_bytes(data)], 0
+
+
+# void handler(const char *file, int line, const char *function, int err, const char *fmt, ...): the variadic
+# tail is never read, so a fixed-argument callback is safe to hand over.
+_ALSA_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p)
+_SILENT = _ALSA_HANDLER(lambda *_: None)  # lives as long as the process: libasound keeps the pointer
+
+
+@functools.cache
+def _libasound() -> Any:
+    try:
+        lib = ctypes.CDLL("libasound.so.2")
+    except OSError:
+        return None  # no ALSA here (not Linux, or a JACK-only system): nothing to silence
+    lib.snd_lib_error_set_handler.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+@contextlib.contextmanager
+def alsa_quiet() -> Iterator[None]:
+    """Opening a MIDI client with libasound's error printer off; the printer it had is back afterwards.
+
+    Without an ALSA sequencer (no /dev/snd/seq) each try prints "ALSA lib seq_hw.c:...: open /dev/snd/seq failed"
+    straight to stderr, beside the exception rtmidi raises for the same failure: vj says it once, from that.
+    """
+    lib = _libasound()
+    if lib is None:
+        yield
+        return
+    try:
+        before = ctypes.c_void_p.in_dll(lib, "snd_lib_error").value  # another library may have set its own
+    except ValueError:
+        before = None  # the default
+    lib.snd_lib_error_set_handler(ctypes.cast(_SILENT, ctypes.c_void_p))
+    try:
+        yield
+    finally:
+        lib.snd_lib_error_set_handler(before)
 
 
 class RawInput:
