@@ -33,7 +33,33 @@ def test_one_flubbed_tap_does_not_move_the_tempo_and_a_pause_starts_over():
     for x in times:
         bpm = t.tap(x)
     assert bpm == pytest.approx(120, rel=1e-9)
-    assert t.tap(times[-1] + 3.0) is None and t.count == 1, "a pause over two seconds starts a new sequence"
+    assert t.tap(times[-1] + 3.5) is None and t.count == 1, "a pause over three seconds starts a new sequence"
+
+
+def test_a_bounce_is_one_tap_and_taps_outside_the_range_are_refused():
+    t = TapTempo()
+    for x in taps(120, 3):
+        t.tap(x)
+        assert t.tap(x + 0.01) is None, "a switch bouncing 10 ms later"
+    assert t.count == 3 and t.tap(101.5) == pytest.approx(120)
+    fast = TapTempo()
+    with pytest.raises(ValueError, match=r"outside 20\.\.300"):
+        for x in taps(400, 3):
+            fast.tap(x)
+
+
+def test_a_long_tap_sequence_keeps_the_beat_moving():
+    tempo = Tempo()
+    beats = []
+    for i, t in enumerate(taps(120, 24, start=0.0)):
+        if i:
+            for _ in range(30):  # half a second of frames between taps
+                tempo.advance(1 / 60, 120.0)
+        tempo.tap(t)
+        beats.append(tempo.beat)
+    tempo.advance(0.5, 120.0)
+    assert tempo.beat == pytest.approx(24.0, abs=1e-6), "each tap one beat after the last, however many"
+    assert all(b > a for a, b in pairwise(beats))
 
 
 def test_the_beat_moves_at_the_tempo_and_steers_to_a_clock_without_jumping():
@@ -119,6 +145,29 @@ def test_a_quantised_scene_switch_lands_on_the_next_bar(tmp_path):
     assert report["scene_number"] == 2 and report["tempo"]["bpm"] == 120.0
 
 
+def test_the_newest_request_wins_and_a_reloaded_folder_does_not_misdirect_it(tmp_path):
+    write_scenes(tmp_path, 'quantize = "bar"\n')
+    (tmp_path / "03-replay.toml").write_text('name = "Best"\nkind = "replay"\n')
+    s = show(tmp_path, frames=150, scene=1)
+    seen = []
+
+    def watch(s: Show) -> None:
+        if s.frames == 10:
+            s.bus.post("osc", "scene", "B")
+        if s.frames == 20:  # a new file sorts before B while the switch waits: B is now scene 3
+            (tmp_path / "01b-new.toml").write_text('name = "Intruder"\nprompt = "x"\n')
+            s.director.scenes = load_scenes(tmp_path)
+        seen.append(s.director.active.name if s.director.active else None)
+
+    s.on_frame.append(watch)
+    report = s.run()
+    assert "Intruder" not in seen and seen[-1] == "B" and report["tempo"]["quantized"]["scene"] == 3
+    s = show(tmp_path, frames=150, scene=1)
+    s.on_frame.append(lambda s: s.bus.post("osc", "scene", "B") if s.frames == 10 else None)
+    s.on_frame.append(lambda s: s.bus.post("osc", "replay", op="fire") if s.frames == 20 else None)
+    assert s.run()["scene"] == "Best", "replay was asked for last"
+
+
 def test_without_quantize_a_switch_is_at_once(tmp_path):
     write_scenes(tmp_path)
     s = show(tmp_path, frames=60, scene=1)
@@ -177,6 +226,7 @@ def test_scene_tempo_keys_are_checked():
         ({"lfo": {"zoom": {"depth": 0.1, "shape": "wobble"}}}, "lfo.zoom.shape"),
         ({"lfo": {"zoom": {"depth": 0.1, "beats": 0}}}, "lfo.zoom.beats"),
         ({"spark_bars": -1}, "spark_bars"),
+        ({"lfo": {"bpm": {"depth": 10}}}, "cannot follow its own beat"),
     ):
         with pytest.raises(ConfigError, match=where):
             parse_scene({"prompt": "x", **text}, "s.toml")

@@ -243,7 +243,8 @@ class ParamStore:
         spec = self.spec(name)
         if spec.kind not in ("float", "int"):
             raise ParamError(f"{name} is {spec.describe()}: it cannot be multiplied")
-        return self.set(name, self._target[name] * _number(spec, factor))
+        x = self._target[name] * _number(spec, factor)
+        return self.set(name, max(-1e300, min(1e300, x)))  # past any range: clamped there, not "infinite"
 
     def fire(self, name: str) -> None:
         spec = self.spec(name)

@@ -183,6 +183,8 @@ def _lfo(file: str, name: str, t: LfoTable) -> Lfo:
     spec = specs[name]
     if spec.kind not in ("float", "int") or spec.lo is None or spec.hi is None:
         raise _fail(file, f"lfo.{name}", f"{name} is {spec.describe()}: only numbers can follow the beat")
+    if name == "bpm":
+        raise _fail(file, "lfo.bpm", "the tempo cannot follow its own beat", "remove [lfo.bpm]")
     if abs(t.depth) > spec.span:
         raise _fail(
             file, f"lfo.{name}.depth", f"{t.depth:g} is more than {name}'s whole range", f"keep it within {spec.span:g}"

@@ -147,7 +147,7 @@ class Show:
         self.sparks = Sparks()
         self.tempo = Tempo(float(self.params["bpm"]))
         self._quantize = config.mapping.quantize if config.mapping is not None else None
-        self._pending_scene: tuple[int, float] | None = None  # scene number, the beat it switches on
+        self._pending_scene: tuple[Scene, float] | None = None  # the scene a switch waits to put on, and the beat
         self.last_quantized: dict[str, Any] | None = None  # the last switch that waited for the beat
         self._lfos: dict[str, tuple[Lfo, float]] = {}  # param -> the LFO on it and its level 0..1
         self.values: dict[str, Any] = self.params.values()
@@ -237,7 +237,10 @@ class Show:
         if leader == "midi-clock":
             raise ParamError("the tempo follows MIDI clock (--clock-in); stop the clock to set it by hand")
         if e.target == "tap":
-            bpm = self.tempo.tap(e.posted)
+            try:
+                bpm = self.tempo.tap(e.posted)
+            except ValueError as why:
+                raise ParamError(str(why)) from None
             if bpm is not None:
                 self.params.set("bpm", bpm)
         elif e.op != "fire":
@@ -394,22 +397,29 @@ class Show:
         threading.Thread(target=start, name="vj-layers", daemon=True).start()
 
     def _switch_scene(self, e: Event) -> None:
-        scene = self.director.resolve(e.value)
-        number = self.director.scenes.index(scene) + 1
+        self._request_scene(self.director.resolve(e.value))
+
+    def _request_scene(self, scene: Scene) -> None:
+        """Switch now, or on the next beat or bar when the scene (or the mapping) says so; the newest request wins."""
         quantize = scene.quantize or self._quantize or "none"
         if quantize != "none" and self.tempo.running and self.frames:
-            self._pending_scene = (number, self.tempo.next_boundary(quantize))
+            self._pending_scene = (scene, self.tempo.next_boundary(quantize))
             return
         self._pending_scene = None
-        self.director.switch(number, self, self.clock.now())
+        self.director.switch(self.director.scenes.index(scene) + 1, self, self.clock.now())
 
     def _follow_beat(self, before: float, now: float) -> None:
         """What waits for the beat: a quantised scene switch, a scene's sparks on the downbeat."""
         beat = self.tempo.beat
         if self._pending_scene is not None and (beat >= self._pending_scene[1] or not self.tempo.running):
-            number, due = self._pending_scene
+            wanted, due = self._pending_scene
             self._pending_scene = None
-            if number <= len(self.director.scenes):  # the folder may have lost scenes meanwhile
+            # The folder may have changed meanwhile: the same file, reloaded, is the same scene; a removed one is gone.
+            scene = next((s for s in self.director.scenes if s.file == wanted.file), None)
+            if scene is None:
+                log.warning("scene %s was removed before its switch came", wanted.name)
+            else:
+                number = self.director.scenes.index(scene) + 1
                 self.director.switch(number, self, now)
                 self.last_quantized = {"scene": number, "due": due, "beat": round(beat, 4)}
         scene = self.director.active
@@ -439,7 +449,7 @@ class Show:
         scene = next((s for s in self.director.scenes if s.kind == "replay"), None)
         if scene is None:
             raise ParamError('there is no replay scene (add one with kind = "replay" to scenes/)')
-        self.director.switch(self.director.scenes.index(scene) + 1, self, self.clock.now())
+        self._request_scene(scene)
 
     def _feed_replay(self, now: float) -> Any:
         """A replay scene with feed = true: every few seconds, the next stored dream blooms into the live loop."""
@@ -709,10 +719,10 @@ class Show:
         beats = "".join("#" if i == int(t.phase) else "." for i in range(4)) if t.running else "...."
         line = f"tempo {t.bpm:.1f} BPM  [{beats}]  bar {t.bar + 1}  ({t.source}"
         line += f", {t.peers} peer{'s' if t.peers != 1 else ''})" if t.source == "link" else ")"
-        if t.taps.count and t.source != "tap":
+        if t.taps.recent(time.monotonic()) and (t.source != "tap" or t.taps.count < 3):
             line += f"  tap {t.taps.count}"
         if self._pending_scene is not None:
-            line += f"  scene {self._pending_scene[0]} on beat {self._pending_scene[1]:.0f}"
+            line += f"  {self._pending_scene[0].name} on beat {self._pending_scene[1]:.0f}"
         return line
 
     def report(self) -> Report:

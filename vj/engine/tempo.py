@@ -4,7 +4,8 @@ The loop keeps a running beat count (``Tempo.beat``: 0.0 at the start, 1.0 a bea
 at the ``bpm`` parameter, which glides to a new value like any smoothed parameter, so a tempo change never jumps.
 What sets the tempo:
 
-* tap (key T, ``/vj/tap``, a mapped pad): three taps or more, the first on a downbeat;
+* tap (key T, ``/vj/tap``, a mapped pad): three taps or more, the first on a downbeat (a tap within
+  ``TAP_BOUNCE_S`` of the last is a switch bouncing, not a tap);
 * ``/vj/bpm 128`` or any other source setting ``bpm``;
 * an external clock — MIDI clock in, Ableton Link — which posts ``TempoSync`` messages to the bus target
   ``tempo_sync``: the tempo, and where the beat was at a given time. The loop steers its beat toward that phase
@@ -30,9 +31,11 @@ BEATS_PER_BAR = 4
 LIVE_S = 1.0  # an external clock that has not spoken for this long has stopped leading
 STEER_S = 0.25  # phase errors are steered out over about this long
 STEER_MIN = 0.2  # beats a second: the tail of a correction does not crawl
-TAP_GAP_S = 2.0  # a pause this long ends a tap sequence: the next tap starts a new one
-TAP_MIN = 3  # taps before the tempo follows them (two intervals that agree beat one stray)
-TAP_KEEP = 8  # the last intervals that count
+TAP_GAP_S = 3.0  # a pause longer than this (20 BPM) ends a tap sequence: the next tap starts a new one
+TAP_BOUNCE_S = 0.05  # taps closer than this are one press bouncing (1,200 BPM): the later one is ignored
+TAP_MIN = 3  # taps before the tempo follows them
+TAP_KEEP = 8  # the last intervals that count: their median, so from the fourth tap on one flub does not
+BPM_RANGE = (20.0, 300.0)  # the bpm parameter's range: taps outside it are refused, not clamped
 
 Quantize = Literal["none", "beat", "bar"]
 QUANTIZE: tuple[str, ...] = ("none", "beat", "bar")
@@ -62,26 +65,34 @@ def beats_per_second(bpm: float) -> float:
 
 
 class TapTempo:
-    """Tap intervals into a tempo: the median of the last ``TAP_KEEP`` intervals (one flubbed tap does not count)."""
+    """Tap intervals into a tempo: the median of the last ``TAP_KEEP`` intervals."""
 
     def __init__(self) -> None:
-        self.taps: list[float] = []
+        self.taps: list[float] = []  # the last TAP_KEEP + 1 taps of the sequence
+        self.count = 0  # taps in the current sequence, all of them
 
     def tap(self, t: float) -> float | None:
-        """A tap at time ``t``; the tempo once there are ``TAP_MIN`` taps in a sequence, else None."""
-        if self.taps and (t - self.taps[-1] > TAP_GAP_S or t <= self.taps[-1]):
-            self.taps = []
+        """A tap at time ``t``; the tempo once there are ``TAP_MIN`` taps in a sequence, else None. A bounce (a tap
+        right after the last) is dropped; a tempo outside ``BPM_RANGE`` raises ``ValueError``, saying why."""
+        if self.taps and 0 <= t - self.taps[-1] < TAP_BOUNCE_S:
+            return None
+        if self.taps and not 0 < t - self.taps[-1] <= TAP_GAP_S:
+            self.taps, self.count = [], 0
         self.taps.append(t)
         self.taps = self.taps[-(TAP_KEEP + 1) :]
+        self.count += 1
         if len(self.taps) < TAP_MIN:
             return None
         intervals = [b - a for a, b in zip(self.taps, self.taps[1:], strict=False)]
-        return 60.0 / median(intervals)
+        bpm = 60.0 / median(intervals)
+        if not BPM_RANGE[0] <= bpm <= BPM_RANGE[1]:
+            self.taps, self.count = [t], 1  # this tap starts the next try
+            raise ValueError(f"taps {median(intervals):.2f} s apart make {bpm:.0f} BPM, outside 20..300")
+        return bpm
 
-    @property
-    def count(self) -> int:
-        """Taps in the current sequence."""
-        return len(self.taps)
+    def recent(self, t: float) -> bool:
+        """Whether a tap sequence is under way at time ``t``."""
+        return bool(self.taps) and t - self.taps[-1] <= TAP_GAP_S
 
 
 class Tempo:
@@ -144,10 +155,11 @@ class Tempo:
     def tap(self, t: float) -> float | None:
         """A tap at real time ``t`` (the loop's beat is now). The new tempo once the taps agree, else None; the
         taps also set the phase: the first of the sequence is a downbeat, each tap a beat."""
-        first = self.taps.count == 0 or (self.taps.taps and t - self.taps.taps[-1] > TAP_GAP_S)
-        bpm = self.taps.tap(t)
-        if first or self._tap_origin is None:
-            self._tap_origin = float(math.ceil(self.beat / BEATS_PER_BAR - 0.5) * BEATS_PER_BAR)
+        try:
+            bpm = self.taps.tap(t)
+        finally:
+            if (self.taps.count == 1 and self.taps.taps[-1] == t) or self._tap_origin is None:  # a sequence starts
+                self._tap_origin = float(math.ceil(self.beat / BEATS_PER_BAR - 0.5) * BEATS_PER_BAR)
         if bpm is None:
             return None
         self.source = "tap"
@@ -175,7 +187,7 @@ class Tempo:
             "bpm": round(self.bpm, 2),
             "source": self.source,
             "beat": round(self.beat, 3),
-            "bar": self.bar,
+            "bar": self.bar + 1,  # counted from 1, as musicians do (and the HUD)
             "peers": self.peers,
             "running": self.running,
         }
