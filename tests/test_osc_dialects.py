@@ -97,6 +97,9 @@ def test_touchdesigner_time_slice_takes_the_last_sample_of_a_bundle():
         (osc("/vj/prompt", "b", b"neon rain"), [("prompt", "neon rain", "set")]),
         (osc("/vj/prompt", "b", "café noir".encode()), [("prompt", "café noir", "set")]),
         (osc("/vj/prompt", "i", 1999), [("prompt", "1999", "set")]),
+        (osc("/vj/prompt", "i", 1234567), [("prompt", "1234567", "set")]),
+        (osc("/vj/prompt_b", "s", ""), [("prompt_b", "", "set")]),  # empty means none: it clears the blend
+        (osc("/vj/spark", "II"), [("spark", None, "fire")]),
         (osc("/vj/prompt", "f", 2.5), [("prompt", "2.5", "set")]),
         (osc("/vj/norm/zoom", "d", 1.0), [("zoom", 1.0, "set")]),
     ],
@@ -151,8 +154,10 @@ def test_midi_inside_osc_goes_through_the_midi_mapping():
     assert events[0][0] == "freeze"
     srv = OscServer("127.0.0.1", 0, mapping=mapping)
     bus = ControlBus()
-    srv.receive(bus, osc("/midi", "m", (0, 0x30, 0, 0)))
-    assert bus.rejected_counts()["osc"] == 1, "bytes that make no MIDI message: counted and dropped"
+    for broken in ((0, 0x30, 0, 0), (0, 0x90, 0xC0, 5), (0, 0x90, 200, 255), (0, 0xF0, 1, 2), (0, 0xFF, 0, 0)):
+        srv.receive(bus, osc("/midi", "m", broken))
+    assert bus.drain() == [], "a data byte over 127 is not a program change or a reset"
+    assert bus.rejected_counts()["osc"] == 5, "bytes that make no channel message: counted and dropped"
 
 
 ALIASES = """
@@ -191,6 +196,52 @@ def test_aliases_for_foreign_addresses(tmp_path):
     assert routed(osc("/1/push2", "f", 1.0), mapping)[0] == [("stop", None, "fire")]
     events, srv = routed(osc("/1/xy1", "f", 0.5), mapping)
     assert events == [] and srv.router.duplicates == 0
+
+
+def test_aliases_with_a_range_speak_the_senders_units(tmp_path):
+    mapping = parse_mapping(__import__("tomllib").loads(ALIASES), "rig.toml")
+    values = {"zoom": 0.5, "pan_x": -1.0, "pan_y": 0.5}
+    assert routed(osc("/1/fader1", "sf", "+", 0.1), mapping, values)[0] == [("zoom", pytest.approx(0.2), "add")]
+    assert routed(osc("/1/fader1", "sf", "a", 0.5), mapping, values)[0] == [("zoom", 0.0, "set")]
+    srv = OscServer("127.0.0.1", 0, mapping=mapping)
+    srv.bind()
+    srv.on_changed(values)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.bind(("127.0.0.1", 0))
+        client.settimeout(10)
+        srv.receive(ControlBus(), osc("/1/fader1", "s", "?"), client.getsockname())
+        assert OscMessage(client.recv(1024)).params == [pytest.approx(0.75)], "where the fader should sit, 0..1"
+        srv.receive(ControlBus(), osc("/1/xy1", "s", "?"), client.getsockname())
+        assert OscMessage(client.recv(1024)).params == [pytest.approx(0.0), pytest.approx(0.75)]
+    srv.stop()
+
+
+def test_answers_are_capped_so_vj_cannot_be_made_to_amplify():
+    srv = OscServer("127.0.0.1", 0)
+    srv.bind()
+    srv.on_changed({"prompt": "x" * 300})
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.bind(("127.0.0.1", 0))
+        client.settimeout(0.5)
+        srv.receive(ControlBus(), bundle(*[osc("/vj/prompt", "s", "?")] * 100), client.getsockname())
+        got = 0
+        try:
+            while True:
+                client.recv(2048)
+                got += 1
+        except TimeoutError:
+            pass
+    srv.stop()
+    assert got == 4 and srv.answered == 4 and srv.unanswered == 96
+
+
+def test_a_scene_switch_keeps_the_repeat_filter():
+    srv = OscServer("127.0.0.1", 0)
+    bus = ControlBus()
+    srv.receive(bus, osc("/vj/speed", "f", 3.0))
+    srv.on_remap(load_mapping("touchosc"))  # a scene's mapping comes in...
+    srv.receive(bus, osc("/vj/speed", "f", 3.0))  # ...and the fader, streaming the same value, must not undo it
+    assert [e.value for e in bus.drain()] == [3.0] and srv.router.duplicates == 1
 
 
 @pytest.mark.parametrize("name", ["touchosc", "scope"])

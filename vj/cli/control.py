@@ -10,13 +10,25 @@ log = logging.getLogger("vj")
 
 
 def cmd_osc_list(args: argparse.Namespace) -> int:
+    from vj.control.mapping import load_mapping
     from vj.control.osc import LEGEND, address_table
+
+    mapping = getattr(args, "mapping", None)
+    routes = load_mapping(mapping).osc if mapping else ()  # a bad file is said before anything is listed
 
     rows = address_table()
     width = max(len(r[0]) for r in rows)
     kinds = max(len(r[1]) for r in rows)
     for address, kind, doc in rows:
         print(f"{address:<{width}}  {kind:<{kinds}}  {doc}")
+    if mapping:
+        print(f"\naliases in {mapping}:" + ("" if routes else " none"))
+        for r in routes:
+            names = ", ".join(t.name for t in (r.target, *r.more))
+            takes = f"0..1 onto {r.lo:g}..{r.hi:g}" if r.lo is not None and r.hi is not None else "as the target"
+            if r.value is not None:
+                takes = f"a press sets {r.value!r}"
+            print(f"{r.address:<{width}}  {takes:<{kinds}}  {names}")
     print()
     print(LEGEND)
     return 0
@@ -57,7 +69,9 @@ def cmd_mapping_check(args: argparse.Namespace) -> int:
 
 def _add_control_commands(sub: Any) -> None:
     osc = sub.add_parser("osc", help="OSC: list the addresses vj answers").add_subparsers(dest="what", required=True)
-    osc.add_parser("list", help="every OSC address with its type and range").set_defaults(func=cmd_osc_list)
+    ol = osc.add_parser("list", help="every OSC address with its type and range (and a mapping's aliases)")
+    ol.add_argument("--mapping", metavar="FILE|NAME", help="also list this mapping file's [[osc.route]] aliases")
+    ol.set_defaults(func=cmd_osc_list)
 
     midi = sub.add_parser("midi", help="MIDI: list ports, learn a mapping").add_subparsers(dest="what", required=True)
     ls = midi.add_parser("list", help="MIDI input and output ports")

@@ -62,6 +62,11 @@ MAX_TEXT = 1000  # characters in a string argument (a prompt)
 MAX_PACKETS_PER_S = 2000
 MAX_BYTES_PER_S = 1 << 20
 MAX_WORK_PER_S = 0.25  # seconds of CPU time a second for checking, parsing and routing: a quarter of one core
+# "?" answers go to whatever address a packet claims to come from: a few per packet and a bounded rate, so vj
+# cannot be made to send out many times what it was sent.
+MAX_ANSWERS_PER_PACKET = 4
+MAX_ANSWERS_PER_S = 200
+MAX_ANSWER_BYTES_PER_S = 64 << 10
 TYPE_TAGS = frozenset("ihfdsbrmtTFNI[]")  # what python-osc parses, and I; it logs one line per tag for any other
 
 
@@ -109,7 +114,7 @@ def _in_range(spec: ParamSpec, x: float) -> float:
 def _pressed(args: Sequence[Any]) -> bool:
     """Triggers fire on no argument, nil or impulse, true, or a non-zero number (the last of several); 0 and false
     are a button's release."""
-    if not args or (len(args) == 1 and args[0] is None):
+    if all(a is None for a in args):  # nothing, or nil/impulse (any number of them)
         return True
     a = args[-1]
     if isinstance(a, bool):
@@ -127,6 +132,15 @@ def _plain(value: Any) -> Any:
         except UnicodeDecodeError:
             raise Reject("a blob that is not UTF-8 text") from None
     return value
+
+
+def _text(value: Any) -> str:
+    """A string argument, or a number given for one: "/vj/prompt ,i 1999" is the text "1999"."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    return f"{_number(value):.7g}"
 
 
 def _is_midi(value: Any) -> bool:
@@ -268,10 +282,12 @@ class OscRouter:
 
         ops: list[Operation] = []
         for _port, *data in args:
-            try:
-                message = mido.parse(bytes(data))
-            except ValueError:
-                message = None
+            status = data[0]
+            # Channel messages only, data bytes below 128: anything else is a broken bridge, not a controller.
+            size = 2 if 0xC0 <= status <= 0xDF else 3
+            if not 0x80 <= status <= 0xEF or any(not 0 <= b <= 0x7F for b in data[1:size]):
+                raise Reject(f"MIDI bytes that make no channel message: {bytes(b & 0xFF for b in data).hex(' ')}")
+            message = mido.parse(bytes(data[:size]))
             if message is None:
                 raise Reject(f"MIDI bytes that make no message: {bytes(data).hex(' ')}")
             ops.extend(self.midi.handle(message))
@@ -312,6 +328,8 @@ class OscRouter:
         if len(args) != 1 or isinstance(args[0], bool) or not isinstance(args[0], (int, float, str)):
             raise Reject(f"{name} needs one whole number or name")
         value = args[0]
+        if value == "?":
+            raise Reject(f"{name} cannot be asked for (--osc-out sends every change)")
         if isinstance(value, float):
             if not value.is_integer():
                 raise Reject(f"{name} needs a whole number, got {value:g}")
@@ -342,8 +360,8 @@ class OscRouter:
         if spec.kind == "string":
             if len(args) != 1 or not isinstance(args[0], (str, int, float)) or isinstance(args[0], bool):
                 raise Reject(f"{name} needs one string")
-            text = args[0] if isinstance(args[0], str) else f"{_number(args[0]):g}"  # "/vj/prompt ,i 1999"
-            if not text.strip():
+            text = _text(args[0])
+            if not text.strip() and not spec.empty:
                 raise Reject(f"{name} needs some text")
             return [(name, text, "set")]
         if spec.kind == "bool":
@@ -377,6 +395,8 @@ class OscRouter:
         assert target.param is not None
         if route.more:  # an XY pad: one value per target, in order
             targets = (target, *route.more)
+            if args == ["?"]:
+                return self._answer_route(address, route, targets)
             if len(args) != len(targets):
                 raise Reject(f"expected {len(targets)} values, one each for {', '.join(t.name for t in targets)}")
             return [op for t, a in zip(targets, args, strict=True) for op in self._one(address, route, t, [a])]
@@ -384,13 +404,42 @@ class OscRouter:
 
     def _one(self, address: str, route: OscRoute, target: Any, args: Sequence[Any]) -> list[Operation]:
         spec = target.param
-        if route.lo is not None and route.hi is not None and args != ["?"]:
-            x = _last_number(args)
-            if not -RANGE_SLACK <= x <= 1 + RANGE_SLACK:
-                raise Reject(f"{x:g} is outside 0..1 (this route maps 0..1 onto {route.lo:g}..{route.hi:g})")
-            value = route.lo + min(1.0, max(0.0, x)) * (route.hi - route.lo)
-            return [(target.name, value >= 0.5 if spec.kind == "bool" else value, "set")]
-        return self._param(address, spec, args)
+        if route.lo is None or route.hi is None:
+            return self._param(address, spec, args)
+        # The sender speaks 0..1: its forms are in its units too ("+" 0.1 is a tenth of the route's span).
+        span = route.hi - route.lo
+        if args == ["?"]:
+            return self._answer_route(address, route, (target,))
+        if len(args) == 2 and isinstance(args[0], str):
+            form, x = args[0], _number(args[1])
+            if form in ("+", "-") and spec.kind != "bool":
+                return [(target.name, (x if form == "+" else -x) * span, "add")]
+            if form == "*" and spec.kind != "bool":
+                return [(target.name, x, "scale")]
+            if form != "a":
+                raise Reject(f'unknown form {form!r:.10} here: use "+", "-", "*", "a" or "?"')
+            args = args[1:]
+        x = _last_number(args)
+        if not -RANGE_SLACK <= x <= 1 + RANGE_SLACK:
+            raise Reject(f"{x:g} is outside 0..1 (this route maps 0..1 onto {route.lo:g}..{route.hi:g})")
+        value = route.lo + min(1.0, max(0.0, x)) * span
+        return [(target.name, value >= 0.5 if spec.kind == "bool" else value, "set")]
+
+    def _answer_route(self, address: str, route: OscRoute, targets: Sequence[Any]) -> list[Operation]:
+        """ "?" on an alias: the values as the control sends them (0..1 when the route has a range), in order."""
+        if any(t.name not in self.values for t in targets):
+            return []
+        out: list[Any] = []
+        for t in targets:
+            value = self.values[t.name]
+            if isinstance(value, bool):
+                out.append(int(value))
+            elif route.lo is not None and route.hi is not None and route.hi != route.lo:
+                out.append((float(value) - route.lo) / (route.hi - route.lo))
+            else:
+                out.append(value)
+        self.answers.append((address, out if len(out) > 1 else out[0]))
+        return []
 
 
 class OscServer(Source):
@@ -410,6 +459,8 @@ class OscServer(Source):
         self.oversize = 0
         self.dropped = 0  # over the per-second budget: not even parsed
         self.answered = 0  # "?" queries answered
+        self.unanswered = 0  # past the answer limits
+        self.answer_budget = Budget(MAX_ANSWERS_PER_S, MAX_ANSWER_BYTES_PER_S, 1.0)
         self.error: str | None = None
         self.budget = Budget()
         self._sock: socket.socket | None = None
@@ -453,7 +504,8 @@ class OscServer(Source):
             self.deliver()  # mail from the loop (a remap) is handled here, on the thread that routes
             try:
                 data, sender = sock.recvfrom(65536)
-            except TimeoutError:
+            except (TimeoutError, ConnectionResetError):
+                # Windows reports an earlier answer's "port unreachable" on the next read: nothing to do with this one
                 continue
             except OSError:
                 if self.stopping:
@@ -490,11 +542,17 @@ class OscServer(Source):
             return
         from pythonosc.osc_message_builder import OscMessageBuilder
 
-        for address, value in answers:
+        self.unanswered += max(0, len(answers) - MAX_ANSWERS_PER_PACKET)
+        for address, value in answers[:MAX_ANSWERS_PER_PACKET]:
             builder = OscMessageBuilder(address)
-            builder.add_arg(value)
+            for v in value if isinstance(value, list) else [value]:
+                builder.add_arg(v)
+            dgram = builder.build().dgram
+            if not self.answer_budget.take(len(dgram)):
+                self.unanswered += 1
+                continue
             try:
-                self._sock.sendto(builder.build().dgram, sender)
+                self._sock.sendto(dgram, sender)
                 self.answered += 1
             except OSError as e:
                 log.debug("cannot answer %s at %s (%s)", address, sender, e)
@@ -537,9 +595,10 @@ class OscServer(Source):
     def on_remap(self, mapping: Mapping) -> None:
         """A scene's mapping overrides, on the socket thread that routes with it."""
         self._duplicates += self.router.duplicates
-        values = self.router.values
+        old = self.router
         self.router = OscRouter(mapping)
-        self.router.changed(values)
+        self.router.changed(old.values)
+        self.router._last = old._last  # a sender streaming an unchanged value must not undo the scene's values
 
     def on_changed(self, values: dict[str, Any]) -> None:
         self.router.changed(values)
@@ -565,6 +624,7 @@ class OscServer(Source):
             "dropped": self.dropped,
             "duplicates": self._duplicates + self.router.duplicates,
             "answered": self.answered,
+            "unanswered": self.unanswered,
             "error": self.error,
         }
 
