@@ -1,4 +1,4 @@
-"""The ``vj`` command: one module a group of subcommands (run, control, library, voice, model).
+"""The ``vj`` command: one module a group of subcommands (run, control, library, voice, model, node).
 
 Heavy libraries (pygame, OpenCV, torch, faster-whisper) are imported inside the commands that use them, so
 ``vj --help`` answers at once on any machine.
@@ -17,6 +17,7 @@ from vj.cli.common import _size as _size  # the scripts' WxH argument type
 from vj.cli.control import _add_control_commands
 from vj.cli.library import _add_scene_and_dream_commands
 from vj.cli.model import _add_model_commands
+from vj.cli.node import _add_node_commands
 from vj.cli.run import _add_run
 from vj.cli.voice import _add_voice_commands
 from vj.errors import VjError
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scene_and_dream_commands(sub)
     _add_voice_commands(sub)
     _add_model_commands(sub)
+    _add_node_commands(sub)
     return parser
 
 

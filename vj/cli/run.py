@@ -51,6 +51,20 @@ def _add_run(sub: Any) -> None:
         ),
     )
     _add_model_options(p.add_argument_group("model (the lcm generator)"))
+    nd = p.add_argument_group("generator node (--generator remote; see vj node)")
+    nd.add_argument("--node", metavar="HOST:PORT", help="the node that makes the frames (gives --generator remote)")
+    nd.add_argument("--node-token", metavar="SECRET", help="the node's shared secret (or $VJ_NODE_TOKEN)")
+    nd.add_argument(
+        "--node-codec",
+        choices=("jpeg", "webp", "raw"),
+        help="how pictures travel: jpeg (default), webp (smaller, slower), raw (no loss, for a fast LAN)",
+    )
+    nd.add_argument(
+        "--node-timeout",
+        type=_positive(float),
+        metavar="S",
+        help="seconds to wait for a frame before the node counts as lost and a local stand-in dreams (1)",
+    )
     w = p.add_argument_group("window")
     w.add_argument("--fullscreen", action="store_true", help="full screen (F toggles)")
     w.add_argument("--display", type=int, default=0, metavar="N", help="which display/projector, from 0")
@@ -289,10 +303,19 @@ def gen_size_for(generator: str, window: tuple[int, int]) -> tuple[int, int]:
 def _generator(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """The generator's name and options: the model options belong to lcm (and give it, if no other is named)."""
     options = {key: getattr(args, key) for key in _MODEL_OPTIONS if getattr(args, key) not in (None, False)}
-    name = args.generator or ("lcm" if options else "dream")
+    node = getattr(args, "node", None)
+    name = args.generator or ("lcm" if options else "remote" if node else "dream")
     if options and name != "lcm":
         flags = ", ".join("--" + k.replace("_", "-") for k in options)
         raise ConfigError(f"{flags}: model options are for the lcm generator, not '{name}'", fix="--generator lcm")
+    if name == "remote":
+        if not node:
+            raise ConfigError("the remote generator needs a node", key="--generator", fix="add --node HOST:PORT")
+        token = args.node_token or os.environ.get("VJ_NODE_TOKEN")
+        remote = {"node": node, "token": token, "codec": args.node_codec, "timeout": args.node_timeout}
+        return name, {k: v for k, v in remote.items() if v is not None}
+    if node:
+        raise ConfigError(f"--node is for the remote generator, not '{name}'", fix="--generator remote")
     return name, options
 
 

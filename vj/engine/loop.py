@@ -694,6 +694,11 @@ class Show:
             lines.append(f"SCENE NOT RELOADED: {error}"[:140])
         if self.keeper is not None and (line := self.keeper.status()):
             lines.append(line[:160])
+        node = stats.node
+        if node is not None and not node["connected"]:
+            lines.append(f"NODE {node['address']} LOST: a local stand-in dreams, reconnecting")
+        elif node is not None:
+            lines.append(f"node {node['address']}  round trip {node['rtt_ms']} ms  {node['bytes_per_frame']} B/frame")
         if stats.fallback and stats.last_error:
             lines.append(f"{stats.name.upper()} FAILED, showing {stats.fallback}: {stats.last_error}"[:160])
         sp = self.sparks
@@ -736,6 +741,7 @@ class Show:
             gen.fallback, gen.state, gen.last_error = stats.fallback, stats.state, stats.last_error
             gen.generated_by = dict(stats.generated_by)
             gen.load_s = round(stats.load_s, 2) if stats.load_s is not None else None
+            gen.node = stats.node
         return Report(
             seconds=round(self.elapsed, 3),
             frames=self.frames,

@@ -25,6 +25,7 @@ class GeneratorSection:
     generated_by: dict[str, int] = field(default_factory=dict)
     load_s: float | None = None
     last_error: str | None = None
+    node: dict[str, Any] | None = None  # --generator remote: the node's address, round trip, reconnects...
 
 
 @dataclass

@@ -104,6 +104,7 @@ class WorkerStats:
     stand_in: str | None = None  # what dreams while the generator loads
     generated_by: dict[str, int] = field(default_factory=dict)  # frames per generator that made them
     load_s: float | None = None  # how long the last load on a helper thread took
+    node: dict[str, Any] | None = None  # a remote generator's node: address, round trip, reconnects...
 
     @property
     def producing(self) -> str:
@@ -379,6 +380,7 @@ class GeneratorWorker:
                 self._index += 1
                 stats = self.stats
                 stats.generated += 1
+                stats.node = gen.report() if gen.name == "remote" else stats.node
                 made = stats.generated_by[stats.producing] = stats.generated_by.get(stats.producing, 0) + 1
                 if made == 1:
                     log.info("first frame from %s", stats.producing)

@@ -7,4 +7,5 @@ GENERATORS: dict[str, tuple[str, str]] = {
     "decay": ("vj.gen.decay:DecayGenerator", "diagnostic: every frame fades toward grey, to watch sparks rescue it"),
     "replay": ("vj.dreams.replay:ReplayGenerator", "the best stored dreams, morphing into each other"),
     "lcm": ("vj.gen.lcm:LcmGenerator", "Latent Consistency Model img2img (needs a model; see vj model fetch)"),
+    "remote": ("vj.gen.remote:RemoteGenerator", "frames from a generator node on another machine (vj node; --node)"),
 }

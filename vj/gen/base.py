@@ -68,6 +68,10 @@ class Generator:
         """The latent behind ``frame``, kept with a stored dream (None for generators without one)."""
         return None
 
+    def report(self) -> dict[str, Any] | None:
+        """Figures of its own for the report's generator section (a remote generator's node), or None."""
+        return None
+
     def close(self) -> None:
         """Free what the generator holds. Must be safe to call twice."""
 

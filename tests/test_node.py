@@ -1,0 +1,239 @@
+"""The generator node (vj node) and the remote generator: real ZeroMQ sockets on loopback, real processes."""
+
+import json
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zlib
+
+import numpy as np
+import pytest
+
+from tests.child import ENV, ROOT
+from vj.errors import ConfigError, GeneratorUnusable
+from vj.gen import wire
+from vj.gen.node import GeneratorNode, serve
+from vj.gen.remote import RemoteFrame, RemoteGenerator
+from vj.params import ParamStore
+
+zmq = pytest.importorskip("zmq", reason="the node needs pyzmq (pip install 'vj[node]')")
+
+SIZE = (128, 72)
+PARAMS = ParamStore().values()
+STEP = np.array([0.01, 0.002, 0.0, 0.0])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    """``serve`` on a thread, as ``vj node`` runs it."""
+
+    def __init__(self, port: int, token: str | None = None) -> None:
+        self.stop, ready = threading.Event(), threading.Event()
+        self.stats = None
+
+        def run() -> None:
+            self.stats = serve("127.0.0.1", port, "sketch", token=token, stop=self.stop, ready=ready)
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        assert ready.wait(30)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def node():
+    port = free_port()
+    n = Node(port)
+    n.port = port
+    yield n
+    n.close()
+
+
+def test_frames_come_from_the_node_and_only_moves_go_up(node):
+    gen = RemoteGenerator(SIZE, node=f"127.0.0.1:{node.port}")
+    gen.load()
+    x = gen.generate(None, PARAMS)
+    layer = np.full((SIZE[1], SIZE[0], 3), 200, np.uint8)
+    for _ in range(20):
+        x = gen.generate(gen.mix(gen.warp(x, STEP), layer, 0.2, "screen"), PARAMS)
+    spark = gen.fresh(PARAMS)
+    mask = np.zeros((SIZE[1], SIZE[0]), np.float32)
+    mask[20:50, 40:90] = 0.8
+    x = gen.generate(gen.mix(gen.warp(x, STEP), gen.warp(spark, STEP), mask), PARAMS)
+    report = gen.report()
+    gen.close()
+    assert isinstance(x, RemoteFrame) and x.base is not None and x.image.shape == (SIZE[1], SIZE[0], 3)
+    assert report["frames"] == 23 and report["stand_in_frames"] == 0 and report["uploads"] == 0
+    assert report["connected"] and report["rtt_ms"] > 0
+    assert node.stop is not None
+
+
+def test_a_lost_node_is_stood_in_for_and_found_again():
+    port = free_port()
+    n = Node(port)
+    gen = RemoteGenerator(SIZE, node=f"127.0.0.1:{port}", timeout=0.5)
+    gen.load()
+    x = gen.generate(None, PARAMS)
+    n.close()
+    for _ in range(3):  # the node is gone: frames still come, from here
+        x = gen.generate(gen.warp(x, STEP), PARAMS)
+    assert not gen.connected and gen.stand_in_frames >= 2 and x.base is None
+    n = Node(port)  # a new node run: it holds none of our frames
+    try:
+        deadline = time.monotonic() + 60
+        while not gen.connected or gen.frames < 3:
+            assert time.monotonic() < deadline, gen.report()
+            x = gen.generate(gen.warp(x, STEP), PARAMS)
+            time.sleep(0.02)
+    finally:
+        n.close()
+        gen.close()
+    report = gen.report()
+    assert report["reconnects"] == 1 and report["disconnects"] == 1
+    assert report["uploads"] >= 1, "the stand-in's picture went up: the dream carries on from it"
+
+
+def test_the_node_answers_trouble_and_goes_on():
+    node = GeneratorNode("sketch")
+    hello = wire.pack({"op": "hello", "size": list(SIZE), "codec": "jpeg"}, [])
+    assert json.loads(node.handle(hello)[0])["ok"]
+    first = json.loads(node.handle(wire.pack({"op": "generate", "frame": None, "params": PARAMS}, []))[0])
+    huge_jpeg = b"\xff\xd8\xff\xc0\x00\x11\x08\xff\xff\xff\xff\x03" + b"\0" * 64  # claims 65535 x 65535
+    bad = [
+        [b"not json"],
+        [b"[1, 2]"],
+        wire.pack({"op": "dance"}, []),
+        wire.pack({"op": "hello", "size": [10**9, 1]}, []),
+        wire.pack({"op": "generate", "frame": {"upload": 0}, "params": PARAMS}, [huge_jpeg]),
+        wire.pack({"op": "generate", "frame": {"upload": 5}, "params": PARAMS}, []),
+        wire.pack({"op": "generate", "frame": {"base": 999}, "params": PARAMS}, []),
+        wire.pack({"op": "generate", "frame": {"base": first["id"], "ops": [{"warp": [1e308, 0, 0, "x"]}]}}, []),
+        wire.pack(
+            {"op": "generate", "frame": {"base": first["id"], "ops": [{"mix": 0, "weights": {"mask": 0}}]}},
+            [zlib.compress(b"\0" * 10**7)],
+        ),
+        wire.pack({"op": "generate", "frame": None, "params": {**PARAMS, "zoom": "fast"}}, []),
+        [b"{}"] * 40,
+    ]
+    for message in bad:
+        header = json.loads(node.handle(message)[0])
+        assert header["ok"] is False and header["error"], message[0][:40]
+    assert node.stats.malformed == len(bad) - 1  # the frame that is no longer held is not malformed
+    assert node.stats.kinds["base"] == 1
+    again = json.loads(node.handle(wire.pack({"op": "generate", "frame": None, "params": PARAMS}, []))[0])
+    assert again["ok"], "still serving"
+
+
+def test_beyond_loopback_a_token_is_required_and_checked():
+    with pytest.raises(ConfigError, match="--token"):
+        serve("0.0.0.0", free_port(), "sketch")
+    port = free_port()
+    n = Node(port, token="s3cret")
+    try:
+        with pytest.raises(GeneratorUnusable, match="token"):
+            RemoteGenerator(SIZE, node=f"127.0.0.1:{port}", token="wrong").load()
+        gen = RemoteGenerator(SIZE, node=f"127.0.0.1:{port}", token="s3cret")
+        gen.load()
+        assert gen.connected and gen.generate(None, PARAMS).base is not None
+        gen.close()
+    finally:
+        n.close()
+    assert n.stats.refused == 1
+
+
+def test_codecs_travel_and_pictures_are_checked():
+    rgb = (np.random.default_rng(1).random((72, 128, 3)) * 255).astype(np.uint8)
+    for codec in wire.CODECS:
+        data = wire.encode_picture(rgb, codec)
+        back = wire.decode_picture(data, codec, SIZE)
+        assert back.shape == rgb.shape
+        if codec == "raw":
+            assert np.array_equal(back, rgb)
+        else:
+            assert wire.picture_size(data) == SIZE
+        with pytest.raises(wire.WireError):
+            wire.decode_picture(data, codec, (64, 64))
+
+
+# -- vj node and vj run, as a user runs them -------------------------------------------------------------------------
+def lines(proc) -> queue.Queue:
+    out: queue.Queue = queue.Queue()
+
+    def pump() -> None:
+        for line in proc.stderr:
+            out.put(line)
+        out.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return out
+
+
+def expect(q: queue.Queue, text: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while True:
+        line = q.get(timeout=max(0.1, deadline - time.monotonic()))
+        assert line is not None, f"ended before saying {text!r}: {seen[-1500:]}"
+        seen += line
+        if text in line:
+            return
+
+
+def start_node(port: int) -> tuple[subprocess.Popen, queue.Queue]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vj", "node", "--generator", "sketch", "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+    )
+    q = lines(proc)
+    expect(q, "node serving sketch")
+    return proc, q
+
+
+def test_a_show_on_a_node_survives_losing_it_and_takes_it_back():
+    port = free_port()
+    node, _ = start_node(port)
+    run = ["run", "--generator", "remote", "--node", f"127.0.0.1:{port}", "--headless", "--seconds", "10"]
+    show = subprocess.Popen(
+        [sys.executable, "-m", "vj", "-v", *run, "--report", "-", "--no-osc", "--no-dreams", "--gen-size", "256x144"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+    )
+    said = lines(show)
+    try:
+        expect(said, "first frame from remote")
+        node.kill()  # pulled out: no goodbye
+        node.wait(10)
+        expect(said, "lost")
+        node, _ = start_node(port)
+        expect(said, "is back")
+        out, _ = show.communicate(timeout=120)
+    finally:
+        for p in (show, node):
+            if p.poll() is None:
+                p.kill()
+    assert show.returncode == 0
+    report = json.loads(out)
+    gen = report["generator"]
+    assert gen["name"] == "remote" and gen["generated_by"]["remote"] >= 100
+    assert gen["node"]["reconnects"] >= 1 and gen["node"]["stand_in_frames"] >= 1 and gen["node"]["connected"]
+    assert gen["node"]["frames"] >= 100 and gen["node"]["bytes_per_frame"] > 0
+    assert report["frames"] >= 0.95 * 60 * report["seconds"], "the display never waited for the network"
+    assert report["late_frames"] <= 0.05 * report["frames"]
