@@ -25,13 +25,14 @@ def cmd_node(args: argparse.Namespace) -> int:
     name, options = _generator(args)
     if name in ("remote", "replay"):
         raise ConfigError(f"a node serves a generator of its own, not '{name}'", key="--generator")
-    host, port = parse_address(args.listen)
+    host, port = parse_address(args.listen, key="--listen", any_port=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stats = serve(host, port, name, options=options, token=args.token or os.environ.get(TOKEN_ENV) or None, stop=stop)
     print(
-        f"node: {stats.frames} frames for {stats.requests} requests; {stats.malformed} malformed, "
-        f"{stats.refused} refused, {stats.errors} generator errors; in {stats.bytes_in} B, out {stats.bytes_out} B"
+        f"node: {stats.frames} frames for {stats.requests} requests ({stats.uploads} pictures sent up); "
+        f"{stats.malformed} malformed, {stats.refused} refused, {stats.busy} busy, {stats.errors} generator errors; "
+        f"in {stats.bytes_in} B, out {stats.bytes_out} B" + (f"; troubles {stats.kinds}" if stats.kinds else "")
     )
     return 0
 

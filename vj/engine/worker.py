@@ -371,7 +371,8 @@ class GeneratorWorker:
                     if getattr(e, "permanent", False):
                         self._fall_back(f"cannot run ({e})")
                     if gen is not None:
-                        _close(gen)
+                        self._prev = _as_picture(gen, self._prev)  # the next generator adopts a picture, never
+                        _close(gen)  # a frame of this one's own kind (a tensor, a remote frame)
                         gen = None
                     time.sleep(min(2.0, 0.05 * 2 ** min(failures, 6)))
                     continue
@@ -458,6 +459,17 @@ class _Loader:
             if self.result is not None:
                 _close(self.result)
                 self.result = None
+
+
+def _as_picture(gen: Generator, frame: Any) -> Any:
+    """``frame`` as RGB for whatever generator comes next; None (start afresh) when even that fails."""
+    if frame is None or isinstance(frame, np.ndarray):
+        return frame
+    try:
+        return gen.to_display(frame)
+    except Exception:  # the generator is failing: its last frame may be lost with it
+        log.debug("the failing generator's last frame could not be kept", exc_info=True)
+        return None
 
 
 def _background() -> None:

@@ -2,12 +2,14 @@
 
 The node keeps its last frames where its generator keeps them (a model's on its GPU), so per frame only the
 parameters, the camera move and any layer pictures come in, and one compressed picture goes out. One show at a
-time is served, in the order requests come.
+time is served: the show that said hello owns the node (its size, its codec, its frames) until it has been quiet
+for ``OWNER_S``; another show's hello meanwhile is answered "busy".
 
 Anyone who can reach the port can send anything: the node listens on 127.0.0.1 unless told otherwise, and beyond
-loopback only with a shared token. Messages over ``MAX_MESSAGE`` are refused by ZeroMQ before they are read;
-malformed ones, bad tokens and parameters out of their table are answered with an error and counted, and the
-node goes on serving.
+loopback only with a shared token (sent in the clear: a trusted network, a VPN or an SSH tunnel). Parts over
+``wire.MAX_PART`` are dropped by ZeroMQ unread, and few requests queue (``HWM``); malformed ones, bad tokens and
+parameters out of their table are answered with an error and counted, and the node goes on serving. The work one
+request can ask for is bounded (``wire.MAX_OPS`` moves, pictures of the owner's size).
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ log = logging.getLogger(__name__)
 
 KEEP_FRAMES = 8  # the last outputs kept for shows to build on (a spark's bloom holds one for a while)
 POLL_MS = 200
+OWNER_S = 5.0  # a show quiet this long has let the node go: another may say hello
+HWM = 4  # requests queued, replies waiting to be read: a client that never reads cannot fill the node's memory
+MIN_TOKEN = 8
+LOGGED_ERRORS = 20  # generator failures logged one by one; after that every hundredth
 
 
 def is_loopback(host: str) -> bool:
@@ -42,6 +48,11 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _same(given: Any, token: str) -> bool:
+    """The token, compared in constant time (as bytes: any text a client sends is only ever wrong, never an error)."""
+    return isinstance(given, str) and hmac.compare_digest(given.encode("utf-8", "replace"), token.encode())
 
 
 def check_params(params: Any) -> dict[str, Any]:
@@ -67,6 +78,7 @@ class NodeStats:
     refused: int = 0  # bad or missing token
     errors: int = 0  # the generator failed
     uploads: int = 0
+    busy: int = 0  # hellos from a second show while the first was served
     bytes_in: int = 0
     bytes_out: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
@@ -85,6 +97,9 @@ class GeneratorNode:
         self.gen: base.Generator | None = None
         self.frames: OrderedDict[int, Any] = OrderedDict()
         self._next_id = 1
+        self.owner: str | None = None  # the show served now (the id it sends), and when it last asked
+        self._owner_at = 0.0
+        self._ops = 0  # moves counted in the request being handled
         self.stats = NodeStats()
 
     # -- requests ----------------------------------------------------------------------------------------------
@@ -94,13 +109,17 @@ class GeneratorNode:
         self.stats.bytes_in += sum(len(p) for p in message)
         try:
             header, parts = wire.unpack(message)
-            if self.token is not None and not hmac.compare_digest(str(header.get("token", "")), self.token):
+            if self.token is not None and not _same(header.get("token"), self.token):
                 self.stats.refused += 1
                 raise wire.WireError("a wrong or missing token", "token")
             op = header.get("op")
+            client = str(header.get("client", ""))[:64]
             if op == "hello":
-                reply = self._hello(header)
+                reply = self._hello(header, client)
             elif op in ("generate", "fresh"):
+                if client != self.owner:
+                    raise wire.WireError("say hello first (another show may have had the node)", "hello")
+                self._owner_at = time.monotonic()
                 reply = self._generate(header, parts, fresh=op == "fresh")
             else:
                 raise wire.WireError(f"unknown op {op!r:.20}")
@@ -111,7 +130,14 @@ class GeneratorNode:
             reply = wire.pack({"ok": False, "error": str(e)[:300], "kind": e.kind, "session": self.session}, [])
         except Exception as e:  # noqa: BLE001 - the generator failed: say so, drop it, build it again next time
             self.stats.errors += 1
-            log.warning("generator %s failed (%s: %s); rebuilding it", self.generator, type(e).__name__, e)
+            if self.stats.errors <= LOGGED_ERRORS or self.stats.errors % 100 == 0:
+                log.warning(
+                    "generator %s failed (%s: %s); rebuilding it (%d failures)",
+                    self.generator,
+                    type(e).__name__,
+                    e,
+                    self.stats.errors,
+                )
             self._close_generator()
             reply = wire.pack(
                 {"ok": False, "error": f"{type(e).__name__}: {e}"[:300], "kind": "generator", "session": self.session},
@@ -120,7 +146,11 @@ class GeneratorNode:
         self.stats.bytes_out += sum(len(p) for p in reply)
         return reply
 
-    def _hello(self, header: dict[str, Any]) -> list[bytes]:
+    def _hello(self, header: dict[str, Any], client: str) -> list[bytes]:
+        now = time.monotonic()
+        if self.owner is not None and client != self.owner and now - self._owner_at < OWNER_S:
+            self.stats.busy += 1
+            raise wire.WireError("this node serves another show", "busy")
         size, codec = header.get("size"), header.get("codec", "jpeg")
         if (
             not isinstance(size, list)
@@ -131,6 +161,11 @@ class GeneratorNode:
         if codec not in wire.CODECS:
             raise wire.WireError(f"unknown codec {codec!r:.20}: choose {', '.join(wire.CODECS)}")
         w, h = size
+        if codec == "raw" and w * h * 3 > wire.MAX_PART:
+            raise wire.WireError(f"raw pictures of {w}x{h} are over {wire.MAX_PART >> 20} MiB: use jpeg or webp")
+        if client != self.owner:
+            self.frames.clear()  # a new show: nothing of the last one's carries over
+        self.owner, self._owner_at = client, now
         if self.size != (w, h):
             self._close_generator()
             self.size = (w, h)
@@ -152,6 +187,7 @@ class GeneratorNode:
     def _generate(self, header: dict[str, Any], parts: list[bytes], fresh: bool) -> list[bytes]:
         gen = self._ensure_generator()
         params = check_params(header.get("params"))
+        self._ops = 0
         started = time.perf_counter()
         if fresh:
             out = gen.fresh(params)
@@ -174,14 +210,17 @@ class GeneratorNode:
         if "upload" in spec:
             self.stats.uploads += 1
             return gen.adopt(wire.decode_picture(wire.part(parts, spec["upload"]), self.codec, self.size))
-        frame_id = spec.get("base")
-        if not isinstance(frame_id, int) or frame_id not in self.frames:
+        frame_id: Any = spec.get("base")
+        if not wire.whole(frame_id) or frame_id not in self.frames:
             raise wire.WireError(f"frame {frame_id!r:.20} is not held here (any more)", "base")
         self.frames.move_to_end(frame_id)  # in use: kept
         x = self.frames[frame_id]
         ops = spec.get("ops", [])
-        if not isinstance(ops, list) or len(ops) > wire.MAX_OPS:
-            raise wire.WireError(f"ops that are not a list of at most {wire.MAX_OPS}")
+        if not isinstance(ops, list):
+            raise wire.WireError("ops that are not a list")
+        self._ops += len(ops)
+        if self._ops > wire.MAX_OPS:
+            raise wire.WireError(f"more than {wire.MAX_OPS} moves in one request")
         for op in ops:
             if not isinstance(op, dict):
                 raise wire.WireError("an op that is not an object")
@@ -237,18 +276,25 @@ def serve(
             key="--listen",
             fix="give --token SECRET (or VJ_NODE_TOKEN), and the same to the show",
         )
+    if token is not None and len(token) < MIN_TOKEN:
+        raise ConfigError(f"a token of {len(token)} characters is easy to guess", key="--token", fix="use 8 or more")
     os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(wire.MAX_SIDE * wire.MAX_SIDE))
     node = GeneratorNode(generator, options, token)
     ctx: Any = zmq.Context.instance()
     sock = ctx.socket(zmq.REP)
-    sock.setsockopt(zmq.MAXMSGSIZE, wire.MAX_MESSAGE)  # a bigger message drops its connection, unread
+    sock.setsockopt(zmq.MAXMSGSIZE, wire.MAX_PART)  # a bigger part drops its connection, unread
+    sock.setsockopt(zmq.RCVHWM, HWM)
+    sock.setsockopt(zmq.SNDHWM, HWM)
     sock.setsockopt(zmq.LINGER, 0)
+    if ":" in host:
+        sock.setsockopt(zmq.IPV6, 1)
     try:
-        sock.bind(f"tcp://{host}:{port}")
+        sock.bind(f"tcp://{wire.endpoint(host, port)}")
+        port = int(sock.getsockopt(zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1])  # port 0: the one given
     except zmq.ZMQError as e:
         sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port} ({e})", key="--listen") from None
-    log.warning("node serving %s on %s:%d%s", generator, host, port, " (token required)" if token else "")
+        raise ConfigError(f"cannot listen on {wire.endpoint(host, port)} ({e})", key="--listen") from None
+    log.warning("node serving %s on %s%s", generator, wire.endpoint(host, port), " (token required)" if token else "")
     if ready is not None:
         ready.set()
     try:

@@ -16,6 +16,7 @@ node that was restarted no longer holds our frames: the picture goes up once and
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -34,7 +35,7 @@ from vj.gen.base import Generator
 log = logging.getLogger(__name__)
 
 RETRY_S = 0.5  # between tries to reach a lost node
-HELLO_TIMEOUT_S = 120.0  # the first hello: the node may be loading a model
+CLIENT = secrets.token_hex(8)  # who this show is to a node: the same across reconnects and rebuilt generators
 
 
 @dataclass(frozen=True)
@@ -57,16 +58,34 @@ def materialize(frame: RemoteFrame) -> np.ndarray:
     return image
 
 
-def parse_address(text: str) -> tuple[str, int]:
+def parse_address(text: str, key: str = "--node", any_port: bool = False) -> tuple[str, int]:
+    """HOST:PORT (an IPv6 address in brackets: [::1]:9510), checked; ``any_port``: 0 is allowed (any free one)."""
     host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"expected HOST:PORT, got {text!r}", key="--node", fix="e.g. --node 127.0.0.1:9510")
-    return host.strip("[]"), int(port)
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    lowest = 0 if any_port else 1
+    ok = host and port.isdigit() and lowest <= int(port) < 65536 and (bracketed or ":" not in host) and "/" not in host
+    if not ok:
+        raise ConfigError(
+            f"expected HOST:PORT, got {text!r}", key=key, fix=f"e.g. {key} 127.0.0.1:9510 (IPv6: [::1]:9510)"
+        )
+    return host, int(port)
+
+
+def check_address(text: str) -> str:
+    """A node's address as the show is started: well formed, and its host name known."""
+    import socket
+
+    host, port = parse_address(text)
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise ConfigError(f"cannot find {host} ({e.strerror or e})", key="--node") from None
+    return text
 
 
 class RemoteGenerator(Generator):
     name = "remote"
-    loads_slowly = True  # the first hello waits for the node's generator to load: a stand-in dreams meanwhile
 
     def __init__(
         self,
@@ -82,6 +101,7 @@ class RemoteGenerator(Generator):
         self.host, self.port = parse_address(node)
         self.address = f"{self.host}:{self.port}"
         self.token, self.codec, self.timeout = token, codec, float(timeout)
+        self.client = CLIENT
         self.frame_timeout = self.timeout + 5.0  # the worker's hang guard, well past our own
         from vj.gen.sketch import SketchGenerator
 
@@ -108,43 +128,44 @@ class RemoteGenerator(Generator):
 
         sock: Any = zmq.Context.instance().socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, wire.MAX_MESSAGE)
-        sock.connect(f"tcp://{self.host}:{self.port}")
+        sock.setsockopt(zmq.MAXMSGSIZE, wire.MAX_PART)
+        if ":" in self.host:
+            sock.setsockopt(zmq.IPV6, 1)
+        sock.connect(f"tcp://{wire.endpoint(self.host, self.port)}")
         return sock
 
     def _hello(self) -> list[bytes]:
-        return wire.pack({"op": "hello", "size": [self.width, self.height], "codec": self.codec, **self._auth()}, [])
+        header = {"op": "hello", "size": [self.width, self.height], "codec": self.codec, **self._auth()}
+        return wire.pack(header, [])
 
     def _auth(self) -> dict[str, str]:
-        return {"token": self.token} if self.token else {}
+        return {"client": self.client, **({"token": self.token} if self.token else {})}
 
     def load(self) -> None:
-        """Reach the node (waiting for it to load its generator); a node that is not there is looked for later."""
+        """Say hello, waiting at most ``timeout``; a node that does not answer by then is looked for while a
+        local stand-in dreams (a node loading a model answers when it is ready)."""
         sock = self._socket()
         sock.send_multipart(self._hello())
-        if not sock.poll(HELLO_TIMEOUT_S * 1000 if self._reachable_soon() else self.timeout * 1000):
+        if not sock.poll(self.timeout * 1000):
             sock.close()
-            log.warning("generator node %s does not answer; a local stand-in dreams until it does", self.address)
+            self._next_probe = time.monotonic()
+            log.warning("generator node %s does not answer yet; a local stand-in dreams until it does", self.address)
             return
-        self._greeted(sock, sock.recv_multipart())
-
-    def _reachable_soon(self) -> bool:
-        """Whether something listens at the address now (a refused TCP connect says no at once)."""
-        import socket
-
         try:
-            with socket.create_connection((self.host, self.port), timeout=self.timeout):
-                return True
-        except OSError:
-            return False
+            self._greeted(sock, sock.recv_multipart())
+        except ConnectionError as e:
+            self._next_probe = time.monotonic() + RETRY_S
+            log.warning("generator node %s: %s; a local stand-in dreams until it is free", self.address, e)
 
     def _greeted(self, sock: Any, reply: list[bytes]) -> None:
         header, _ = wire.unpack(reply)
         if not header.get("ok"):
             sock.close()
             why = header.get("error", "refused")
-            if header.get("kind") in ("token", "malformed"):
-                raise GeneratorUnusable(f"node {self.address}: {why}")  # a wrong token will not get better
+            if header.get("kind") in ("token", "malformed"):  # a wrong token or size will not get better
+                raise GeneratorUnusable(f"node {self.address}: {why}")
+            if header.get("kind") == "busy":  # serving another show: it may let go
+                raise ConnectionError(why)
             raise GeneratorError(f"node {self.address}: {why}")
         if self._sock is not None:
             self._sock.close()
@@ -173,8 +194,8 @@ class RemoteGenerator(Generator):
             probe, self._probe = self._probe, None
             try:
                 self._greeted(probe, probe.recv_multipart())
-            except (GeneratorError, wire.WireError) as e:
-                log.warning("generator node %s: %s", self.address, e)
+            except (GeneratorError, wire.WireError, ConnectionError) as e:
+                log.debug("generator node %s: %s", self.address, e)
                 self._next_probe = now + RETRY_S
                 return
             self.reconnects += 1
@@ -228,6 +249,8 @@ class RemoteGenerator(Generator):
                 break
             if header.get("kind") == "base" and not upload:
                 continue  # the node let our frame go, or was restarted: send the picture once
+            if header.get("kind") in ("hello", "busy"):  # the node was restarted, or taken by another show
+                raise ConnectionError(header.get("error", "the node forgot us"))
             self.errors += 1
             raise GeneratorError(f"node {self.address}: {header.get('error', 'failed')}")
         session = str(header.get("session"))
@@ -273,7 +296,9 @@ class RemoteGenerator(Generator):
             frame = RemoteFrame(materialize(frame))
         return RemoteFrame(frame.image, frame.base, frame.session, (*frame.ops, op))
 
-    def adopt(self, image: np.ndarray) -> Any:
+    def adopt(self, image: Any) -> Any:
+        if isinstance(image, RemoteFrame):
+            return RemoteFrame(materialize(image))  # from an earlier connection: its node frames are not ours
         return RemoteFrame(np.asarray(image, np.uint8))
 
     def to_display(self, frame: Any) -> np.ndarray:

@@ -29,12 +29,16 @@ from typing import Any
 import numpy as np
 
 CODECS = ("jpeg", "webp", "raw")
-MAX_MESSAGE = 64 << 20  # bytes: a raw 1080p frame and its layers fit; anything bigger is refused unread
+MAX_PART = 16 << 20  # bytes a part: ZeroMQ drops a bigger one unread (a raw picture up to about 2300x2300)
+MAX_MESSAGE = 64 << 20  # bytes a message, all parts together
 MAX_HEADER = 256 << 10
-MAX_PARTS = 16
+MAX_PARTS = 8
 MAX_DEPTH = 4  # frames nested in mixes (a spark's bloom is one level)
-MAX_OPS = 32
+MAX_OPS = 32  # warps and mixes in one request, all levels together: bounds the node's work a request
 MAX_SIDE = 4096  # pixels: pictures are the show's generator size, never bigger than this
+# A camera move between two frames: log zoom, angle (radians), pan x, pan y (frame heights). A show moves a
+# hundredth of these a frame; beyond them the warp's matrix overflows and OpenCV can spin on it.
+MAX_DELTA = (4.0, 7.0, 100.0, 100.0)
 QUALITY = 90
 
 
@@ -88,6 +92,9 @@ def decode_picture(data: bytes, codec: str, size: tuple[int, int]) -> np.ndarray
         if len(data) != w * h * 3:
             raise WireError(f"a raw picture of {len(data)} bytes, not {w}x{h}x3")
         return np.frombuffer(data, np.uint8).reshape(h, w, 3).copy()
+    magic = {"jpeg": data[:2] == b"\xff\xd8", "webp": data[:4] == b"RIFF" and data[8:12] == b"WEBP"}
+    if not magic.get(codec, False):
+        raise WireError(f"a picture that is not {codec}")
     claimed = picture_size(data)
     if claimed != (w, h):
         raise WireError(f"a picture of {claimed} where {w}x{h} was expected")
@@ -146,17 +153,28 @@ def decode_weights(spec: Any, parts: list[bytes], size: tuple[int, int]) -> floa
     return np.frombuffer(data, np.uint8).reshape(size[1], size[0]).astype(np.float32) / 255.0
 
 
+def endpoint(host: str, port: int | str) -> str:
+    """HOST:PORT as ZeroMQ (and people) write it: an IPv6 address in brackets; port 0 is any free port."""
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{'*' if port in (0, '0') else port}"
+
+
+def whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def part(parts: list[bytes], index: Any) -> bytes:
-    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(parts):
+    if not whole(index) or not 0 <= index < len(parts):
         raise WireError(f"a part number {index!r:.20} that is not in the message")
     return parts[index]
 
 
 def delta(value: Any) -> np.ndarray:
-    """A camera difference: four finite numbers."""
+    """A camera difference: four finite numbers, each within ``MAX_DELTA``."""
     if not isinstance(value, list) or len(value) != 4:
         raise WireError("a warp that is not four numbers")
-    out = np.array(value, np.float64) if all(isinstance(v, (int, float)) for v in value) else None
-    if out is None or not np.all(np.isfinite(out)) or np.any(np.abs(out) > 1e3):
-        raise WireError("a warp that is not four finite numbers")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    out = np.array(value, np.float64) if numbers else None
+    if out is None or not np.all(np.isfinite(out)) or np.any(np.abs(out) > np.array(MAX_DELTA)):
+        raise WireError(f"a warp that is not four finite numbers within {MAX_DELTA}")
     return out
