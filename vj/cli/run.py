@@ -311,8 +311,10 @@ def _generator(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     if name == "remote":
         if not node:
             raise ConfigError("the remote generator needs a node", key="--generator", fix="add --node HOST:PORT")
+        from vj.gen.remote import check_address
+
         token = args.node_token or os.environ.get("VJ_NODE_TOKEN")
-        remote = {"node": node, "token": token, "codec": args.node_codec, "timeout": args.node_timeout}
+        remote = {"node": check_address(node), "token": token, "codec": args.node_codec, "timeout": args.node_timeout}
         return name, {k: v for k, v in remote.items() if v is not None}
     if node:
         raise ConfigError(f"--node is for the remote generator, not '{name}'", fix="--generator remote")
