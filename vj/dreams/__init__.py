@@ -2,3 +2,5 @@
 
 # Kept here, free of heavy imports, so `vj --help` stays instant. See vj.dreams.explore.
 STRATEGIES = ("random", "walk", "evolve", "anneal", "cluster")
+# Other names a strategy answers to.
+ALIASES = {"evolutionary": "evolve"}

@@ -56,12 +56,14 @@ CREATE TABLE IF NOT EXISTS dreams (
     saved INTEGER NOT NULL DEFAULT 0,
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,
-    features BLOB
+    features BLOB,
+    worker TEXT
 );
 CREATE INDEX IF NOT EXISTS dreams_rank ON dreams (session, saved, score);
 """
 # Columns added since the first stores were made: (name, definition for ALTER TABLE ADD COLUMN).
-MIGRATIONS = (("generator", "generator TEXT NOT NULL DEFAULT 'unknown'"),)
+# ``worker``: which worker of a clustered dream session made the dream (NULL: a show or a single-process session).
+MIGRATIONS = (("generator", "generator TEXT NOT NULL DEFAULT 'unknown'"), ("worker", "worker TEXT"))
 
 # SQLite's primary result codes that say something about the store itself.
 SQLITE_CORRUPT, SQLITE_FULL, SQLITE_NOTADB = 11, 13, 26
@@ -125,13 +127,16 @@ class Dream:
     width: int
     height: int
     features: np.ndarray | None
+    worker: str | None = None
 
     def line(self) -> str:
-        """One line of ``vj dreams list``: id, * when saved by hand, score, time, scene, generator, prompt."""
+        """One line of ``vj dreams list``: id, * when saved by hand, score, time, scene, generator, prompt, and
+        the worker in brackets for a dream made on a cluster."""
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.created))
         mark = "*" if self.saved else " "
         scene, gen = self.scene or "-", self.generator
-        return f"{self.id:6d} {mark} {self.score:.3f}  {when}  {scene:<16.16}  {gen:<8.8}  {self.prompt[:60]}"
+        by = f"  [{self.worker}]" if self.worker else ""
+        return f"{self.id:6d} {mark} {self.score:.3f}  {when}  {scene:<16.16}  {gen:<8.8}  {self.prompt[:60]}{by}"
 
 
 def _row(r: sqlite3.Row) -> Dream:
@@ -153,6 +158,7 @@ def _row(r: sqlite3.Row) -> Dream:
         r["width"],
         r["height"],
         feats,
+        r["worker"],
     )
 
 
@@ -240,6 +246,7 @@ class DreamStore:
         saved: bool = False,
         latent: np.ndarray | None = None,
         features: np.ndarray | None = None,
+        worker: str | None = None,
     ) -> Dream:
         """Keep one dream: its files first, then its row, committed before this returns. When any of it fails,
         what was written of this dream is removed again."""
@@ -267,6 +274,7 @@ class DreamStore:
             w,
             h,
             None if features is None else np.asarray(features, np.float32).tobytes(),
+            worker,
         )
         try:
             _durable_write(self.folder / image_name, png.tobytes())
@@ -277,7 +285,8 @@ class DreamStore:
             with self.db:
                 cur = self.db.execute(
                     "INSERT INTO dreams (created, session, prompt, seed, params, score, scores, scene, generator,"
-                    " image, latent, saved, width, height, features) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " image, latent, saved, width, height, features, worker)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     row,
                 )
         except BaseException:
@@ -420,6 +429,7 @@ class DreamStore:
                     "seed": d.seed,
                     "scene": d.scene,
                     "generator": d.generator,
+                    "worker": d.worker,
                     "saved": d.saved,
                     "created": d.created,
                     "params": d.params,
