@@ -80,19 +80,34 @@ def cmd_dreams_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_dream(args: argparse.Namespace) -> int:
-    from vj.dreams.explore import explore
+    from vj.dreams import ALIASES
+    from vj.errors import ConfigError
 
-    seconds = args.seconds if args.seconds is not None else args.minutes * 60
+    strategy = ALIASES.get(args.strategy, args.strategy)
+    if args.cluster is None:
+        for flag, value in (("--workers", args.workers), ("--count", args.count)):
+            if value is not None:
+                raise ConfigError("goes with --cluster", key=flag, fix="add --cluster local to use this machine")
+    seconds = args.seconds if args.seconds is not None else args.minutes * 60 if args.minutes is not None else None
+    if seconds is None and args.count is None:
+        seconds = 300.0
     folder = _dreams_folder(args.dreams)
     generator, options = _generator(args)
+    if args.cluster is not None:
+        return _dream_on_cluster(
+            args, strategy=strategy, seconds=seconds, folder=folder, generator=generator, options=options
+        )
+    from vj.dreams.explore import explore
+
+    assert seconds is not None
     print(
         f"dreaming '{args.prompt}' for {seconds:g} s with {generator} at {args.gen_size[0]}x{args.gen_size[1]},"
-        f" strategy {args.strategy}; keeping the best {args.keep} in {folder}"
+        f" strategy {strategy}; keeping the best {args.keep} in {folder}"
     )
     result = explore(
         args.prompt,
         seconds,
-        args.strategy,
+        strategy,
         folder,
         generator=generator,
         generator_options=options,
@@ -109,8 +124,51 @@ def cmd_dream(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dream_on_cluster(
+    args: argparse.Namespace, *, strategy: str, seconds: float | None, folder: Any, generator: str, options: Any
+) -> int:
+    from vj.dreams.cluster import explore_cluster
+
+    until = " or ".join(
+        ([f"{args.count} dreams"] if args.count is not None else []) + ([f"{seconds:g} s"] if seconds else [])
+    )
+    workers = f"{args.workers} worker{'s' if args.workers != 1 else ''}" if args.workers else "a worker per CPU"
+    print(
+        f"dreaming '{args.prompt}' on {args.cluster} ({workers}) until {until}, with {generator} at"
+        f" {args.gen_size[0]}x{args.gen_size[1]}, strategy {strategy}; keeping the best {args.keep} in {folder}"
+    )
+    result = explore_cluster(
+        args.prompt,
+        strategy,
+        folder,
+        address=args.cluster,
+        workers=args.workers,
+        count=args.count,
+        seconds=seconds,
+        generator=generator,
+        generator_options=options,
+        size=args.gen_size,
+        frames=args.frames,
+        keep=args.keep,
+        seed=args.seed,
+        clip=args.clip,
+    )
+    for worker, pids in result.restarts.items():
+        print(f"worker {worker} restarted {len(pids) - 1} time(s): processes {' -> '.join(map(str, pids))}")
+    for worker in result.lost:
+        print(f"worker {worker} lost: its restarts were spent")
+    rates = ", ".join(f"{w} {r:.2f}/s" for w, r in result.rates().items())
+    on = f"{len(result.made)} worker{'s' if len(result.made) != 1 else ''}"
+    print(
+        f"{result.dreams} dreams in {result.seconds:.1f} s on {on}: {result.rate:.2f} dreams/s"
+        f" ({rates}; workers ready after {result.startup:.1f} s); best score {result.best:.3f}; {result.written}"
+        f" written, {result.kept} kept (session {result.session})"
+    )
+    return 0
+
+
 def _add_scene_and_dream_commands(sub: Any) -> None:
-    from vj.dreams import STRATEGIES
+    from vj.dreams import ALIASES, STRATEGIES
 
     dm = sub.add_parser(
         "dream",
@@ -120,9 +178,14 @@ def _add_scene_and_dream_commands(sub: Any) -> None:
     )
     dm.add_argument("--prompt", required=True)
     span = dm.add_mutually_exclusive_group()
-    span.add_argument("--minutes", type=_positive(float), default=5.0, help="how long to explore (5)")
+    span.add_argument("--minutes", type=_positive(float), help="how long to explore (5, or until --count)")
     span.add_argument("--seconds", type=_positive(float), help="or in seconds")
-    dm.add_argument("--strategy", choices=STRATEGIES, default="evolve", help="how to choose the next dream (evolve)")
+    dm.add_argument(
+        "--strategy",
+        choices=(*STRATEGIES, *ALIASES),
+        default="evolve",
+        help="how to choose the next dream (evolve; evolutionary is another name for it)",
+    )
     dm.add_argument("--generator", metavar="NAME", help="generator to dream with (sketch, or lcm with --model)")
     dm.add_argument("--gen-size", type=_size, default=(256, 256), metavar="WxH", help="resolution (256x256)")
     dm.add_argument("--frames", type=_positive(int), default=24, help="feedback frames per dream (24)")
@@ -130,6 +193,14 @@ def _add_scene_and_dream_commands(sub: Any) -> None:
     dm.add_argument("--seed", type=int, help="random seed of the exploration, for a repeatable session")
     dm.add_argument("--dreams", metavar="DIR", help="dream store folder (default: ~/.local/share/vj/dreams)")
     dm.add_argument("--clip", metavar="MODEL", help="score with a CLIP model too (Hugging Face id or folder)")
+    cl = dm.add_argument_group("cluster (needs Ray: pip install 'vj[cluster]')")
+    cl.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="dream on Ray workers: local (this machine) or a cluster's address (auto, HOST:6379, ray://HOST:10001)",
+    )
+    cl.add_argument("--workers", type=_positive(int), metavar="N", help="worker processes (one per CPU)")
+    cl.add_argument("--count", type=_positive(int), metavar="N", help="stop once N dreams of the session are stored")
     _add_model_options(dm.add_argument_group("model (the lcm generator; as for vj run)"))
     dm.set_defaults(func=cmd_dream)
 
