@@ -36,6 +36,13 @@ def _positive(kind: type) -> Any:
     return parse
 
 
+def _port(text: str) -> int:
+    """A port number, 0..65535 (0: any free one)."""
+    if not text.isdigit() or not 0 <= int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a port number 0..65535")
+    return int(text)
+
+
 def _host_port(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:

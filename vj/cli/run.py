@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from vj.cli.common import _clip, _dreams_folder, _host_port, _positive, _size, _write_report
+from vj.cli.common import _clip, _dreams_folder, _host_port, _port, _positive, _size, _write_report
 from vj.errors import ConfigError
 
 log = logging.getLogger("vj")
@@ -115,7 +115,7 @@ def _add_run(sub: Any) -> None:
         "--mapping", metavar="FILE", help="mapping file or name in mappings/ (default: mappings/default.toml)"
     )
     c.add_argument("--osc-host", default="127.0.0.1", help="address to listen on for OSC (0.0.0.0: every network)")
-    c.add_argument("--osc-port", type=int, metavar="PORT", help="OSC port (default 9000; 0 picks a free one)")
+    c.add_argument("--osc-port", type=_port, metavar="PORT", help="OSC port (default 9000; 0 picks a free one)")
     c.add_argument("--no-osc", action="store_true", help="do not listen for OSC")
     c.add_argument("--osc-out", type=_host_port, metavar="HOST:PORT", help="send every parameter change here")
     c.add_argument("--midi-in", metavar="NAME", help="MIDI input port, or a part of its name")
@@ -128,7 +128,7 @@ def _add_run(sub: Any) -> None:
     web = p.add_argument_group("browser view and remote")
     web.add_argument(
         "--web",
-        type=int,
+        type=_port,
         metavar="PORT",
         help="serve the live picture and a control panel at http://127.0.0.1:PORT/ (0 picks a free port)",
     )
