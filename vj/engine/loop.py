@@ -146,6 +146,7 @@ class Show:
         self.output = OutputLevel()
         self.sparks = Sparks()
         self.tempo = Tempo(float(self.params["bpm"]))
+        self._clock_bpm: dict[str, float] = {}  # each clock source's last tempo
         self._quantize = config.mapping.quantize if config.mapping is not None else None
         self._pending_scene: tuple[Scene, float] | None = None  # the scene a switch waits to put on, and the beat
         self.last_quantized: dict[str, Any] | None = None  # the last switch that waited for the beat
@@ -250,7 +251,11 @@ class Show:
         if not isinstance(sync, TempoSync):
             raise ParamError(f"tempo_sync needs a TempoSync, got {type(sync).__name__}")
         self.tempo.sync(sync, self.clock.now(), time.perf_counter())
-        if sync.running and abs(self.params.target("bpm") - sync.bpm) > 1e-3:
+        # Only a change of the clock's own tempo is taken: a Link session echoing its tempo 20 times a second
+        # must not undo a tempo set by hand in the same frame (the Link source passes that one on).
+        last = self._clock_bpm.get(sync.source)
+        self._clock_bpm[sync.source] = sync.bpm
+        if sync.running and (last is None or abs(sync.bpm - last) > 1e-3):
             self.params.set("bpm", sync.bpm)
 
     def _tell_sources(self, names: list[str]) -> None:

@@ -106,6 +106,9 @@ class Tempo:
         self.running = True
         self.taps = TapTempo()
         self._error = 0.0  # phase error still to steer out, in beats
+        # Where a clock or the taps put the beat now: (beat, wrap period or 0, set rather than steer). Taken after
+        # this frame's move, since the beat before it is the last frame's and "now" is this frame's.
+        self._aim: tuple[float, float, bool] | None = None
         self._last_sync: dict[str, float] = {}  # source -> loop time of its last sync
         self._tap_origin: float | None = None  # the beat of the first tap in the sequence
         self.syncs = 0
@@ -127,6 +130,13 @@ class Tempo:
             self._error -= take
             step += take
         self.beat += step
+        if self._aim is not None:
+            there, period, restart = self._aim
+            self._aim = None
+            if restart:
+                self.beat, self._error = there, 0.0
+            else:
+                self._error = _wrapped(there - self.beat, period) if period else there - self.beat
         return before
 
     # -- who sets it -----------------------------------------------------------------------------------------------
@@ -141,16 +151,13 @@ class Tempo:
         self.source, self.peers, self.syncs = s.source, s.peers, self.syncs + 1
         if not s.running:
             self.running = False
-            self._error = 0.0
+            self._error, self._aim = 0.0, None
             return
         self.running = True
         if s.beat is None:
             return
         there = s.beat + beats_per_second(s.bpm) * (real_now - s.at)
-        if s.restart:
-            self.beat, self._error = there, 0.0
-            return
-        self._error = _wrapped(there - self.beat, BEATS_PER_BAR if s.source == "link" else 1)
+        self._aim = (there, BEATS_PER_BAR if s.source == "link" else 1, s.restart)
 
     def tap(self, t: float) -> float | None:
         """A tap at real time ``t`` (the loop's beat is now). The new tempo once the taps agree, else None; the
@@ -163,8 +170,7 @@ class Tempo:
         if bpm is None:
             return None
         self.source = "tap"
-        wanted = self._tap_origin + (self.taps.count - 1)
-        self._error = wanted - self.beat  # steered out, not jumped to
+        self._aim = (self._tap_origin + (self.taps.count - 1), 0.0, False)  # steered to, not jumped to
         return bpm
 
     # -- what beat-aware control reads -----------------------------------------------------------------------------
