@@ -110,7 +110,7 @@ def _add_run(sub: Any) -> None:
     v.add_argument("--voice-device", metavar="NAME|N", help="microphone: a name, part of one, or a number")
     v.add_argument("--voice-model", metavar="NAME|DIR", help="faster-whisper model (default: the offline tiny.en)")
     v.add_argument("--voice-beam", type=_positive(int), default=5, metavar="N", help="beam size (5)")
-    c = p.add_argument_group("control (OSC, MIDI)")
+    c = p.add_argument_group("control (OSC, MIDI, tempo)")
     c.add_argument(
         "--mapping", metavar="FILE", help="mapping file or name in mappings/ (default: mappings/default.toml)"
     )
@@ -124,6 +124,24 @@ def _add_run(sub: Any) -> None:
         "--midi-backend",
         metavar="MODULE",
         help="mido backend, e.g. mido.backends.rtmidi/UNIX_JACK (default: $MIDO_BACKEND or ALSA)",
+    )
+    c.add_argument(
+        "--clock-in",
+        metavar="NAME",
+        help="follow MIDI clock from this input port (or a part of its name): its tempo, beat, start and stop "
+        "lead vj's tempo while it runs",
+    )
+    c.add_argument(
+        "--clock-out",
+        metavar="NAME",
+        help="send MIDI clock at vj's tempo (start, 24 ticks a beat, stop) on a new virtual port NAME, or to an "
+        "existing output whose name holds NAME",
+    )
+    c.add_argument(
+        "--link",
+        action="store_true",
+        help="join the Ableton Link session on the network: follow its tempo and bar, and set its tempo when "
+        "vj's is set (tap, /vj/bpm); needs vj[link]",
     )
     web = p.add_argument_group("browser view and remote")
     web.add_argument(
@@ -389,4 +407,16 @@ def _control_sources(args: argparse.Namespace, mapping: Any, scene_names: tuple[
         from vj.control.midi import MidiInput
 
         sources.append(MidiInput(args.midi_in, mapping, out_query=args.midi_out, backend=args.midi_backend))
+    if args.clock_in:
+        from vj.control.clock import MidiClockIn
+
+        sources.append(MidiClockIn(args.clock_in, backend=args.midi_backend))
+    if args.clock_out:
+        from vj.control.clock import MidiClockOut
+
+        sources.append(MidiClockOut(args.clock_out, backend=args.midi_backend))
+    if args.link:
+        from vj.control.link import LinkSource
+
+        sources.append(LinkSource())
     return sources
