@@ -15,7 +15,6 @@ request can ask for is bounded (``wire.MAX_OPS`` moves, pictures of the owner's 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import os
 import secrets
@@ -29,6 +28,7 @@ import numpy as np
 from vj.errors import ConfigError, ParamError
 from vj.frame.compose import BLEND_MODES
 from vj.gen import base, wire
+from vj.net import is_loopback
 from vj.params import PARAMS
 
 log = logging.getLogger(__name__)
@@ -39,15 +39,6 @@ OWNER_S = 5.0  # a show quiet this long has let the node go: another may say hel
 HWM = 4  # requests queued, replies waiting to be read: a client that never reads cannot fill the node's memory
 MIN_TOKEN = 8
 LOGGED_ERRORS = 20  # generator failures logged one by one; after that every hundredth
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _same(given: Any, token: str) -> bool:

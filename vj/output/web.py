@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import secrets
@@ -31,6 +30,7 @@ from vj.control.bus import ControlBus
 from vj.control.osc import MAX_TEXT, Budget, OscRouter, Reject
 from vj.control.source import Source
 from vj.errors import DeviceError
+from vj.net import is_loopback
 from vj.params import PARAMS
 
 log = logging.getLogger(__name__)
@@ -38,15 +38,6 @@ log = logging.getLogger(__name__)
 PAGE = Path(__file__).resolve().parent.parent / "data" / "web" / "index.html"
 MAX_MESSAGE = 4096  # bytes of one control message from a page
 FADERS = ("zoom", "pan_x", "pan_y", "rotate", "speed", "strength", "chaos", "brightness")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class WebView(Source):
