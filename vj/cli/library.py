@@ -84,6 +84,10 @@ def cmd_dream(args: argparse.Namespace) -> int:
     from vj.errors import ConfigError
 
     strategy = ALIASES.get(args.strategy, args.strategy)
+    if args.prompt is None:
+        from vj.params import PARAMS
+
+        args.prompt = next(p.default for p in PARAMS if p.name == "prompt")
     if args.cluster is None:
         for flag, value in (("--workers", args.workers), ("--count", args.count)):
             if value is not None:
@@ -176,7 +180,7 @@ def _add_scene_and_dream_commands(sub: Any) -> None:
         description="Render many short dreams at low resolution, score them and keep the best in the "
         "dream store (the replay scene shows them).",
     )
-    dm.add_argument("--prompt", required=True)
+    dm.add_argument("--prompt", help="what to dream of (default: the prompt in the parameter table)")
     span = dm.add_mutually_exclusive_group()
     span.add_argument("--minutes", type=_positive(float), help="how long to explore (5, or until --count)")
     span.add_argument("--seconds", type=_positive(float), help="or in seconds")
