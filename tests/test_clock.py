@@ -23,7 +23,7 @@ from vj.control.clock import (
     Timeline,
 )
 from vj.engine.loop import Show, ShowConfig
-from vj.engine.tempo import TempoSync
+from vj.tempo import TempoSync
 
 JACK = "mido.backends.rtmidi/UNIX_JACK"
 

@@ -11,7 +11,7 @@ ROOT = Path(vj.__file__).parent
 
 # Bottom to top. A module may import its own package and anything lower, never higher.
 LAYERS = [
-    {"vj", "vj.errors", "vj.threads", "vj.tomlfile", "vj.schema"},
+    {"vj", "vj.errors", "vj.threads", "vj.tomlfile", "vj.schema", "vj.net", "vj.tempo"},
     {"vj.frame"},
     {"vj.params"},
     {"vj.control"},

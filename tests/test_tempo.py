@@ -8,9 +8,9 @@ import pytest
 from vj.control.bus import Event
 from vj.engine.clock import SteppedClock
 from vj.engine.loop import Show, ShowConfig
-from vj.engine.tempo import TapTempo, Tempo, TempoSync, bars_crossed, wave
 from vj.errors import ConfigError
 from vj.scenes import load_scenes, parse_scene
+from vj.tempo import TapTempo, Tempo, TempoSync, bars_crossed, wave
 
 
 def taps(bpm: float, n: int, start: float = 100.0) -> list[float]:

@@ -18,11 +18,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from vj.control.mapping import Mapping, parse_mapping
-from vj.engine.tempo import Quantize, Shape
 from vj.errors import ConfigError, ParamError
 from vj.layers.spec import LayerSpec, layer_spec
 from vj.params import PARAMS, unknown
 from vj.schema import Table, check, invalid
+from vj.tempo import Quantize, Shape
 from vj.tomlfile import read_toml
 
 log = logging.getLogger(__name__)

@@ -31,8 +31,8 @@ from vj.control.bus import ControlBus
 from vj.control.midi import PortProbe, match_port, rtmidi_api, use_backend
 from vj.control.midi_port import alsa_quiet
 from vj.control.source import Source
-from vj.engine.tempo import TempoSync
 from vj.errors import DeviceError
+from vj.tempo import TempoSync
 
 log = logging.getLogger(__name__)
 

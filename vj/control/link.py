@@ -16,9 +16,9 @@ from typing import Any
 
 from vj.control.bus import ControlBus
 from vj.control.source import Source
-from vj.engine.tempo import BEATS_PER_BAR, TempoSync
 from vj.errors import DeviceError
 from vj.params import PARAMS
+from vj.tempo import BEATS_PER_BAR, TempoSync
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,10 @@ from pydantic import Field, field_validator
 from pydantic.json_schema import JsonDict
 
 from vj.control.actions import ACTIONS, ActionSpec
-from vj.engine.tempo import Quantize
 from vj.errors import ConfigError, ParamError
 from vj.params import PARAMS, ParamSpec, unknown
 from vj.schema import Table, check, invalid
+from vj.tempo import Quantize
 from vj.tomlfile import read_toml
 
 CcMode = Literal["absolute", "relative-twos", "relative-signed", "relative-offset", "trigger", "toggle", "hold"]

@@ -46,7 +46,6 @@ from vj.engine.director import Director
 from vj.engine.mixer import Mixer
 from vj.engine.report import GeneratorSection, Report, SceneSection, SparkSection, WindowSection
 from vj.engine.spark import Sparks
-from vj.engine.tempo import Tempo, TempoSync, bars_crossed, wave
 from vj.engine.worker import GeneratorWorker, Job
 from vj.errors import ConfigError, ParamError
 from vj.frame import motion
@@ -57,6 +56,7 @@ from vj.output.record import Recorder, next_path
 from vj.output.stats import Timings
 from vj.params import ParamStore, unknown
 from vj.scenes import Lfo, ReplayOptions, Scene
+from vj.tempo import Tempo, TempoSync, bars_crossed, wave
 from vj.threads import limit_malloc_arenas
 
 log = logging.getLogger(__name__)
