@@ -96,6 +96,10 @@ class RemoteGenerator(Generator):
         timeout: float = 1.0,
     ) -> None:
         super().__init__(size)
+        try:
+            import zmq  # noqa: F401
+        except ImportError:
+            raise GeneratorUnusable("the remote generator needs pyzmq: pip install 'vj[node]'") from None
         if codec not in wire.CODECS:
             raise ConfigError(f"unknown codec {codec!r}", key="--node-codec", fix=f"choose {', '.join(wire.CODECS)}")
         self.host, self.port = parse_address(node)
