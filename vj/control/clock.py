@@ -28,7 +28,7 @@ from statistics import median
 from typing import Any
 
 from vj.control.bus import ControlBus
-from vj.control.midi import PortProbe, match_port, rtmidi_api, use_backend
+from vj.control.midi import UNREACHABLE_S, PortLister, match_port, rtmidi_api, use_backend
 from vj.control.midi_port import alsa_quiet
 from vj.control.source import Source
 from vj.errors import DeviceError
@@ -51,7 +51,7 @@ CLOCK, START, CONTINUE, STOP, SONG_POSITION = 0xF8, 0xFA, 0xFB, 0xFC, 0xF2
 SOURCE = "midi-clock"
 POLL_S = 0.002
 RECONNECT_S = 0.25
-UNREACHABLE_S = 5.0  # no MIDI system (no ALSA sequencer, no JACK server): look for one this often
+
 DRIFT = 2e-4  # how fast (s/s) the MIDI system's clock may drift from perf_counter; 200 ppm is far beyond a real one
 
 
@@ -250,8 +250,7 @@ class MidiClockIn(Source):
         self.follower = ClockFollower()
         self.port_name: str | None = None
         self.connects = 0
-        self._probe: PortProbe | None = None
-        self._retry_at = 0.0  # while the MIDI system cannot be reached: when to look for it again
+        self._ports = PortLister(self.backend, f"MIDI clock port '{query}'")
         self._in: Any = None
         self._timeline = Timeline()
         self._bus: ControlBus | None = None
@@ -260,11 +259,11 @@ class MidiClockIn(Source):
     def start(self, bus: ControlBus) -> None:
         self._bus = bus
         self._check()
-        if self._in is None and self._probe is not None:
+        if self._in is None and not self._ports.away:
             log.warning(
                 "MIDI clock port '%s' not found; waiting for it (ports now: %s)",
                 self.query,
-                ", ".join(self._probe.inputs()) or "none",
+                ", ".join(self._ports.names()) or "none",
             )
         self.spawn(self._run, "vj-clock-in")
 
@@ -272,9 +271,7 @@ class MidiClockIn(Source):
         super().stop()
         self.connected_at_end = self._in is not None
         self._close()
-        if self._probe is not None:
-            self._probe.close()
-            self._probe = None
+        self._ports.close()
 
     def _run(self) -> None:
         next_check = time.monotonic() + RECONNECT_S
@@ -306,18 +303,7 @@ class MidiClockIn(Source):
         """Open the port if it has appeared; close it if it has vanished."""
         import rtmidi
 
-        if self._probe is None:
-            if time.monotonic() < self._retry_at:
-                return
-            try:
-                with alsa_quiet():  # the exception says it; libasound would print it again, raw
-                    self._probe = PortProbe(self.backend)
-            except DeviceError as e:
-                if not self._retry_at:
-                    log.warning("MIDI clock port '%s': %s (trying again every %g s)", self.query, e, UNREACHABLE_S)
-                self._retry_at = time.monotonic() + UNREACHABLE_S
-                return
-        names = self._probe.inputs()
+        names = self._ports.names()
         if self._in is not None and self.port_name not in names:
             log.warning("MIDI clock port '%s' went away; waiting for it to come back", self.port_name)
             self._close()

@@ -265,6 +265,62 @@ class PortProbe:
         self._out.delete()
 
 
+class PortLister:
+    """The ports there are now, for a source waiting for its device: through one long-lived ``PortProbe`` on rtmidi
+    backends, through mido's listing on others.
+
+    A MIDI system that cannot be reached (no ALSA sequencer, no JACK server) is said once, naming ``what`` waits,
+    and looked for again every ``UNREACHABLE_S``, with libasound's own error printer off: each failed try would
+    otherwise print its error lines again. Meanwhile there are no ports.
+    """
+
+    def __init__(self, backend: str, what: str) -> None:
+        self.backend, self.what = backend, what
+        self.away = False  # the MIDI system could not be reached (and that has been said)
+        self._probe: PortProbe | None = None
+        self._retry_at = 0.0
+
+    def names(self, kind: str = "input") -> list[str]:
+        if not self._reachable():
+            return []
+        if self._probe is not None:
+            return self._probe.inputs() if kind == "input" else self._probe.outputs()
+        try:
+            return port_names(kind)
+        except DeviceError as e:
+            self._unreachable(e)
+            return []
+
+    def _reachable(self) -> bool:
+        if self._probe is not None:
+            return True
+        if time.monotonic() < self._retry_at:
+            return False
+        if rtmidi_api(self.backend) is None:
+            return True  # listed through mido, each time
+        try:
+            with alsa_quiet():
+                self._probe = PortProbe(self.backend)
+        except DeviceError as e:
+            self._unreachable(e)
+            return False
+        if self.away:
+            log.warning("MIDI system reached; looking for %s", self.what)
+            self.away = False
+        return True
+
+    def _unreachable(self, e: DeviceError) -> None:
+        self._retry_at = time.monotonic() + UNREACHABLE_S
+        if not self.away:
+            log.warning("%s is not connected: %s (trying again every %g s)", self.what, e, UNREACHABLE_S)
+            self.away = True
+
+    def close(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
+
+
 def rtmidi_api(backend: str) -> int | None:
     """The rtmidi API a mido backend name stands for, or None when the backend is not rtmidi."""
     module, _, api_name = backend.partition("/")
@@ -313,9 +369,7 @@ class MidiInput(Source):
         self.out_query = out_query
         self.router = MidiRouter(mapping)
         self.backend = use_backend(backend)
-        self._probe: PortProbe | None = None
-        self._retry_at = 0.0  # while the MIDI system cannot be reached: when to look for it again
-        self._away = False  # ... and whether that has been said
+        self._ports = PortLister(self.backend, f"MIDI device '{self.query}'")
         self.port_name: str | None = None
         self.connects = 0
         self.disconnects = 0
@@ -343,11 +397,11 @@ class MidiInput(Source):
             except OSError as e:
                 log.info("cannot read JACK's connections (%s): a very fast replug may go unseen", e)
         self._check()
-        if self._port is None and not self._away:
+        if self._port is None and not self._ports.away:
             log.warning(
                 "MIDI device '%s' not found; waiting for it (ports now: %s)",
                 self.query,
-                ", ".join(self._names()) or "none",
+                ", ".join(self._ports.names()) or "none",
             )
         self.spawn(self._run, "vj-midi")
 
@@ -358,9 +412,7 @@ class MidiInput(Source):
         if self._out is not None:
             self._out.close()
             self._out = None
-        if self._probe is not None:
-            self._probe.close()
-            self._probe = None
+        self._ports.close()
 
     def _run(self) -> None:
         next_check = time.monotonic() + RECONNECT_S
@@ -398,52 +450,11 @@ class MidiInput(Source):
             port.flush()
         self._stopping.wait(POLL_S)
 
-    def _reachable(self) -> bool:
-        """Whether ports can be listed now.
-
-        A MIDI system that cannot be reached is said once and looked for again every ``UNREACHABLE_S``, with
-        libasound's own error printer off: each failed try would otherwise print its error lines again.
-        """
-        if self._probe is not None:
-            return True
-        if time.monotonic() < self._retry_at:
-            return False
-        if rtmidi_api(self.backend) is None:
-            return True  # listed through mido, each time
-        try:
-            with alsa_quiet():
-                self._probe = PortProbe(self.backend)
-        except DeviceError as e:
-            self._unreachable(e)
-            return False
-        if self._away:
-            log.warning("MIDI system reached; looking for '%s'", self.query)
-            self._away = False
-        return True
-
-    def _unreachable(self, e: DeviceError) -> None:
-        self._retry_at = time.monotonic() + UNREACHABLE_S
-        if not self._away:
-            log.warning("MIDI device '%s' is not connected: %s (trying again every %g s)", self.query, e, UNREACHABLE_S)
-            self._away = True
-
-    def _names(self, kind: str = "input") -> list[str]:
-        """The ports of ``kind`` now; none while the MIDI system cannot be reached."""
-        if not self._reachable():
-            return []
-        if self._probe is not None:
-            return self._probe.inputs() if kind == "input" else self._probe.outputs()
-        try:
-            return port_names(kind)
-        except DeviceError as e:
-            self._unreachable(e)
-            return []
-
     def _check(self) -> None:
         """Open the device if it has appeared; close it if it has vanished."""
         import mido
 
-        names = self._names()
+        names = self._ports.names()
         if self._port is not None and self.port_name not in names:
             log.warning("MIDI device '%s' went away; waiting for it to come back", self.port_name)
             self.disconnects += 1
@@ -468,7 +479,7 @@ class MidiInput(Source):
                 self.connects += 1
                 log.info("MIDI input: %s", name)
         if self.out_query and self._out is None:
-            outs = self._names("output")
+            outs = self._ports.names("output")
             name = match_port(self.out_query, outs)
             if name is not None:
                 try:
