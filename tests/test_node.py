@@ -7,7 +7,6 @@ import queue
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -15,7 +14,7 @@ import zlib
 import numpy as np
 import pytest
 
-from tests.child import ENV, ROOT
+from tests.child import start
 from vj.errors import ConfigError, GeneratorUnusable
 from vj.gen import wire
 from vj.gen.node import GeneratorNode, serve
@@ -260,14 +259,7 @@ def expect(q: queue.Queue, text: str, timeout: float = 120) -> None:
 
 
 def start_node(port: int) -> tuple[subprocess.Popen, queue.Queue]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vj", "node", "--generator", "sketch", "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-        cwd=ROOT,
-    )
+    proc = start("node", "--generator", "sketch", "--listen", f"127.0.0.1:{port}")
     q = lines(proc)
     expect(q, "node serving sketch")
     return proc, q
@@ -277,14 +269,7 @@ def test_a_show_on_a_node_survives_losing_it_and_takes_it_back():
     port = free_port()
     node, _ = start_node(port)
     run = ["run", "--generator", "remote", "--node", f"127.0.0.1:{port}", "--headless", "--seconds", "10"]
-    show = subprocess.Popen(
-        [sys.executable, "-m", "vj", "-v", *run, "--report", "-", "--no-osc", "--no-dreams", "--gen-size", "256x144"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-        cwd=ROOT,
-    )
+    show = start("-v", *run, "--report", "-", "--no-osc", "--no-dreams", "--gen-size", "256x144")
     said = lines(show)
     try:
         expect(said, "first frame from remote")

@@ -23,8 +23,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from vj.errors import ConfigError, ParamError
 from vj.frame.compose import BLEND_MODES
 from vj.gen import base, wire
@@ -299,11 +297,3 @@ def serve(
         sock.close()
         node.close()
     return node.stats
-
-
-def frame_bytes(size: tuple[int, int], codec: str, rgb: np.ndarray | None = None) -> int:
-    """Bytes one picture takes in ``codec`` (for the README's plan and ``scripts/bench_node.py``)."""
-    w, h = size
-    if rgb is None:
-        rgb = np.zeros((h, w, 3), np.uint8)
-    return len(wire.encode_picture(rgb, codec))
