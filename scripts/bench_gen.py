@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from vj.frame import motion
-from vj.gen.lcm import LcmGenerator, load_pipeline, load_tiny_vae, parts_from, pick_device, pick_dtype
+from vj.gen.lcm import LcmGenerator
 from vj.gen.models import TINY_VAE
+from vj.gen.pipeline import load_pipeline, load_tiny_vae, parts_from, pick_device, pick_dtype
 from vj.gen.random_models import ARCHS, random_pipeline, random_tiny_vae
 
 PROMPT = "a bioluminescent jellyfish cathedral, volumetric light"

@@ -100,12 +100,15 @@ def test_frames_are_repeatable_and_follow_the_prompt(gen):
 
 
 def test_prompt_blend_interpolates_the_embeddings(gen):
-    a, b = gen.embedding("molten gold"), gen.embedding("deep blue ice")
+    a, b = gen.embedding("molten gold").embeds, gen.embedding("deep blue ice").embeds
     assert not torch.equal(a, b)
-    mid = gen.conditioning(params(prompt="molten gold", prompt_b="deep blue ice", prompt_blend=0.25))
-    assert torch.allclose(mid, a + 0.25 * (b - a))
-    assert torch.equal(gen.conditioning(params(prompt="molten gold", prompt_b="deep blue ice", prompt_blend=0.0)), a)
-    assert torch.allclose(gen.conditioning(params(prompt="molten gold", prompt_b="deep blue ice", prompt_blend=1.0)), b)
+
+    def blended(t: float):
+        return gen.conditioning(params(prompt="molten gold", prompt_b="deep blue ice", prompt_blend=t)).embeds
+
+    assert torch.allclose(blended(0.25), a + 0.25 * (b - a))
+    assert torch.equal(blended(0.0), a)
+    assert torch.allclose(blended(1.0), b)
     x = gen.adopt(picture())
     frames = {}
     for t in (0.0, 0.5, 1.0):

@@ -30,64 +30,31 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from vj.errors import GeneratorError, GeneratorUnusable
+from vj.errors import GeneratorUnusable
 from vj.frame import motion
 from vj.gen.base import Generator
-from vj.gen.models import DEFAULT_MODEL, ModelMissing, locate, require_packages
+from vj.gen.models import DEFAULT_MODEL, require_packages
+from vj.gen.pipeline import (
+    Cond,
+    Parts,
+    encode_prompt,
+    load_pipeline,
+    load_tiny_vae,
+    load_vae,
+    parts_from,
+    pick_device,
+    pick_dtype,
+    place,
+)
 
 log = logging.getLogger(__name__)
 
 # timesteps; per step (c_skip, c_out, sqrt a_t, sqrt b_t, sqrt a_prev, sqrt b_prev); the first step's noising
 Schedule = tuple[list[int], list[tuple[float, ...]], tuple[float, float]]
-
-
-def pick_device(name: str = "auto") -> Any:
-    import torch
-
-    if name != "auto":
-        try:
-            device = torch.device(name)
-        except RuntimeError:
-            raise GeneratorUnusable(f"unknown device '{name}' (auto, cuda, cuda:1, mps or cpu)") from None
-        usable = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-        if not usable.get(device.type, True):
-            raise GeneratorUnusable(f"device '{name}' is not available on this machine (try --device auto)")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def pick_dtype(name: str, device: Any) -> Any:
-    import torch
-
-    if name == "auto":
-        return torch.float16 if device.type in ("cuda", "mps") else torch.float32
-    table = {
-        "float16": torch.float16,
-        "fp16": torch.float16,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-        "float32": torch.float32,
-        "fp32": torch.float32,
-    }
-    if name not in table:
-        raise GeneratorUnusable(f"unknown dtype '{name}' (float16, bfloat16 or float32)")
-    return table[name]
-
-
-def _place(module: Any, device: Any, dtype: Any) -> Any:
-    """``module`` on ``device`` in ``dtype``, converting only what differs."""
-    if module.dtype != dtype:
-        module = module.to(dtype=dtype)
-    return module.to(device) if module.device != device else module
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -104,76 +71,6 @@ def _no_grad(fn: F) -> F:
             return fn(*args, **kwargs)
 
     return cast(F, wrapper)
-
-
-@dataclass
-class Parts:
-    """The pipeline's pieces, on their device."""
-
-    text_encoder: Any
-    tokenizer: Any
-    unet: Any
-    vae: Any
-    scheduler: Any
-    scale: float  # latent scaling factor
-    tiny_vae: bool
-
-
-def load_pipeline(model: str, config: str | None, dtype: Any) -> Any:
-    """The LCM img2img pipeline of a diffusers folder, a cached id or a single checkpoint; on the CPU."""
-    from diffusers import LatentConsistencyModelImg2ImgPipeline, UNet2DConditionModel
-
-    kind, path = locate(model)
-    common = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False, "dtype": dtype}
-    try:
-        if kind == "folder":
-            return LatentConsistencyModelImg2ImgPipeline.from_pretrained(path, local_files_only=True, **common)
-        _, config_path = locate(config or DEFAULT_MODEL, "model config")
-        # The original layout has no slot for LCM's guidance embedding: a single file is an SD 1.x model with
-        # LCM distilled (or an LCM-LoRA fused) into it, and takes its guidance from the prompt alone.
-        unet = UNet2DConditionModel.from_single_file(
-            str(path),
-            config=str(config_path),
-            subfolder="unet",
-            time_cond_proj_dim=None,
-            local_files_only=True,
-            dtype=dtype,
-        )
-        return LatentConsistencyModelImg2ImgPipeline.from_single_file(
-            str(path), config=str(config_path), unet=unet, local_files_only=True, **common
-        )
-    except GeneratorError:
-        raise
-    except Exception as e:  # noqa: BLE001 - broken files surface as many kinds of error
-        raise ModelMissing(f"cannot load {model}: {type(e).__name__}: {e}") from None
-
-
-def load_tiny_vae(name: str, dtype: Any) -> Any:
-    from diffusers import AutoencoderTiny
-
-    _, path = locate(name, "tiny autoencoder")
-    try:
-        return AutoencoderTiny.from_pretrained(path, local_files_only=True, dtype=dtype)
-    except Exception as e:  # noqa: BLE001
-        raise ModelMissing(f"cannot load the tiny autoencoder {name}: {type(e).__name__}: {e}") from None
-
-
-def load_vae(model: str, config: str | None, dtype: Any) -> Any:
-    """The model's autoencoder alone (a few hundred MB, not the whole pipeline)."""
-    from diffusers import AutoencoderKL
-
-    kind, path = locate(model)
-    try:
-        if kind == "folder":
-            return AutoencoderKL.from_pretrained(path, subfolder="vae", local_files_only=True, dtype=dtype)
-        _, config_path = locate(config or DEFAULT_MODEL, "model config")
-        return AutoencoderKL.from_single_file(
-            str(path), config=str(config_path), subfolder="vae", local_files_only=True, dtype=dtype
-        )
-    except GeneratorError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise ModelMissing(f"cannot load the autoencoder of {model}: {type(e).__name__}: {e}") from None
 
 
 class LatentDecoder:
@@ -195,7 +92,7 @@ class LatentDecoder:
         else:
             self.vae = load_vae(model or DEFAULT_MODEL, model_config, self.dtype)
             self.scale = float(self.vae.config.scaling_factor)
-        self.vae = _place(self.vae, self.device, self.dtype).eval().requires_grad_(False)
+        self.vae = place(self.vae, self.device, self.dtype).eval().requires_grad_(False)
 
     @_no_grad
     def decode(self, latent: np.ndarray) -> np.ndarray:
@@ -216,30 +113,6 @@ def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
         return (1 - t) * a + t * b
     s = math.sin(omega)
     return ((math.sin((1 - t) * omega) / s) * a + (math.sin(t * omega) / s) * b).astype(np.float32)
-
-
-def parts_from(pipe: Any, device: Any, dtype: Any, vae: Any = None) -> Parts:
-    """The pieces the engine runs, on ``device`` in ``dtype``; ``vae``: an AutoencoderTiny to use instead."""
-    from diffusers import AutoencoderTiny, LCMScheduler
-
-    scheduler = pipe.scheduler
-    if not isinstance(scheduler, LCMScheduler):
-        scheduler = LCMScheduler.from_config(scheduler.config)
-    vae = vae if vae is not None else pipe.vae
-    tiny = isinstance(vae, AutoencoderTiny)
-    parts = Parts(
-        _place(pipe.text_encoder, device, dtype),
-        pipe.tokenizer,
-        _place(pipe.unet, device, dtype),
-        _place(vae, device, dtype),
-        scheduler,
-        1.0 if tiny else float(vae.config.scaling_factor),
-        tiny,
-    )
-    for module in (parts.text_encoder, parts.unet, parts.vae):
-        module.eval()
-        module.requires_grad_(False)
-    return parts
 
 
 class Timer:
@@ -296,7 +169,7 @@ class LcmGenerator(Generator):
         self.device_name, self.dtype_name = device, dtype
         self.steps, self.guidance, self.tiny_vae, self.compile = steps, guidance, tiny_vae, compile
         self.parts = parts  # given: already loaded (the benchmark shares them with a pipeline)
-        self._embeds: OrderedDict[str, Any] = OrderedDict()
+        self._embeds: OrderedDict[str, Cond] = OrderedDict()
         self._schedules: dict[tuple[int, int], Schedule] = {}
         self._frame = 0
         self._last_latent: Any = None
@@ -361,33 +234,25 @@ class LcmGenerator(Generator):
             torch.cuda.empty_cache()
 
     # -- prompts and schedules, each prepared once -------------------------------------------------------------
-    def embedding(self, prompt: str) -> Any:
+    def embedding(self, prompt: str) -> Cond:
         cached = self._embeds.get(prompt)
         if cached is not None:
             self._embeds.move_to_end(prompt)
             return cached
-        p = self.parts
-        assert p is not None
-        ids = p.tokenizer(
-            [prompt],
-            padding="max_length",
-            max_length=p.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids.to(self.device)
-        emb = self.timer(p.text_encoder, ids)[0].to(self.dtype)
-        self._embeds[prompt] = emb
+        assert self.parts is not None
+        cond = self.timer(encode_prompt, self.parts, prompt, self.device, self.dtype)
+        self._embeds[prompt] = cond
         if len(self._embeds) > 32:
             self._embeds.popitem(last=False)
-        return emb
+        return cond
 
-    def conditioning(self, params: Mapping[str, Any]) -> Any:
-        """The prompt's embedding, blended toward ``prompt_b`` by ``prompt_blend``."""
+    def conditioning(self, params: Mapping[str, Any]) -> Cond:
+        """The prompt's conditioning, blended toward ``prompt_b`` by ``prompt_blend``."""
         a = self.embedding(str(params.get("prompt", "")))
         other, t = str(params.get("prompt_b", "") or ""), float(params.get("prompt_blend", 0.0))
         if not other or t <= 0:
             return a
-        return a + (self.embedding(other) - a) * min(1.0, t)
+        return a.lerp(self.embedding(other), min(1.0, t))
 
     def schedule(self, steps: int, strength: float) -> Schedule:
         """Timesteps, each step's constants (c_skip, c_out, sqrt a_t, sqrt b_t, sqrt a_prev, sqrt b_prev), and the
@@ -454,15 +319,23 @@ class LcmGenerator(Generator):
         timesteps, consts = steps_consts
         denoised = latents
         for i, (t, (c_skip, c_out, sa, sb, sa_prev, sb_prev)) in enumerate(zip(timesteps, consts, strict=True)):
-            eps = self.timer(
-                p.unet, latents, self._timestep(t), encoder_hidden_states=cond, timestep_cond=self._w,
-                return_dict=False,
-            )[0]  # fmt: skip
+            eps = self._unet(latents, self._timestep(t), cond)
             x0 = (latents - sb * eps) / sa
             denoised = c_out * x0 + c_skip * latents
             if i < len(timesteps) - 1:
                 latents = sa_prev * denoised + sb_prev * self._noise(tuple(latents.shape), seed + i)
         return denoised
+
+    def _unet(self, latents: Any, timesteps: Any, cond: Cond) -> Any:
+        """One UNet call: the noise it predicts for ``latents`` (a frame, or a stream batch's frames)."""
+        p = self.parts
+        assert p is not None
+        batch = latents.shape[0]
+        w = self._w if self._w is None or batch == 1 else self._w.expand(batch, -1)
+        kwargs: dict[str, Any] = {"encoder_hidden_states": cond.embeds, "timestep_cond": w}
+        if cond.added is not None:
+            kwargs["added_cond_kwargs"] = cond.added
+        return self.timer(p.unet, latents, timesteps, return_dict=False, **kwargs)[0]
 
     def _encode(self, image: Any) -> Any:
         import torch
