@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vj.gen.random_models import byte_tokenizer, save_random
+from vj.gen.random_models import byte_tokenizer, save_random, save_random_lora
 
 
 def tiny_clip(folder: Path, seed: int = 0) -> Path:
@@ -36,6 +36,21 @@ def tiny_clip(folder: Path, seed: int = 0) -> Path:
 def tiny_lcm(folder: Path) -> Path:
     """A random LCM pipeline with the Stable Diffusion 1.x layout and tiny widths, as a diffusers folder."""
     return save_random("tiny", folder)
+
+
+def tiny_turbo(folder: Path, family: str | None = None) -> Path:
+    """A random SD-Turbo-layout (SD 2.1) pipeline, tiny, as a diffusers folder; ``family``: what it says it is."""
+    return save_random("tiny-turbo", folder, family=family)
+
+
+def tiny_xl(folder: Path, family: str | None = None) -> Path:
+    """A random SDXL-layout pipeline (two text encoders, added conditioning), tiny, as a diffusers folder."""
+    return save_random("tiny-xl", folder, family=family)
+
+
+def tiny_lora(path: Path, arch: str = "tiny", seed: int = 0) -> Path:
+    """A random LoRA for ``arch``'s UNet (the tiny model's by default), as a diffusers LoRA .safetensors file."""
+    return save_random_lora(path, arch, rank=4, seed=seed)
 
 
 # -- the same model as one original-layout checkpoint (what a .safetensors from a model site holds) -------------------
@@ -133,4 +148,21 @@ def original_checkpoint(folder: Path, path: Path) -> Path:
         # newer transformers flatten CLIPTextModel; original checkpoints keep the ``text_model.`` level
         out["cond_stage_model.transformer." + (k if k.startswith("text_model.") else "text_model." + k)] = v
     save_file({k: v.contiguous() for k, v in out.items()}, str(path))
+    return path
+
+
+def kohya_lora(diffusers_file: Path, path: Path) -> Path:
+    """A diffusers LoRA file saved again in the kohya layout that LoRAs from model sites (and the LCM-LoRAs) use:
+    ``lora_unet_<module with _>.lora_down.weight``, ``.lora_up.weight`` and ``.alpha``."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    out = {}
+    for key, value in load_file(str(diffusers_file)).items():
+        module, factor = key.removeprefix("unet.").rsplit(".lora_", 1)
+        name = "lora_unet_" + module.replace(".", "_")
+        out[f"{name}.lora_{'down' if factor.startswith('A') else 'up'}.weight"] = value
+        if factor.startswith("A"):
+            out[f"{name}.alpha"] = torch.tensor(float(value.shape[0]))
+    save_file(out, str(path))
     return path

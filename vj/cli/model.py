@@ -13,6 +13,7 @@ log = logging.getLogger("vj")
 
 
 def _add_model_commands(sub: Any) -> None:
+    from vj.gen.families import NAMES
     from vj.gen.models import DEFAULT_MODEL, TINY_VAE
     from vj.gen.random_models import ARCHS
 
@@ -32,10 +33,28 @@ def _add_model_commands(sub: Any) -> None:
     fe.set_defaults(func=cmd_model_fetch)
     ra = mo.add_parser(
         "random",
-        help="save an LCM model with random weights (real architecture, noise pictures): for timing, no download",
+        help="save a model with random weights (real architecture, noise pictures): for timing, no download",
+        description="Save a diffusers folder with random weights and a real model's architecture: the pictures are "
+        "noise, the time each frame takes is the real model's. --model DIR runs it as its family (lcm, turbo or "
+        "lightning), whatever the folder is called.",
     )
-    ra.add_argument("--arch", choices=ARCHS, default="sd15", help="sd15: Stable Diffusion 1.5 sizes (default)")
+    ra.add_argument(
+        "--arch",
+        choices=ARCHS,
+        default="sd15",
+        help="; ".join(f"{name}: {a['about']}, {a['family']}" for name, a in ARCHS.items()) + " (default: sd15)",
+    )
+    ra.add_argument(
+        "--family",
+        choices=NAMES,
+        help="the family the folder says it is (default: the architecture's; e.g. --arch sdxl --family lightning)",
+    )
     ra.add_argument("--out", required=True, metavar="DIR", help="where to save the diffusers folder")
+    ra.add_argument(
+        "--lora",
+        metavar="FILE",
+        help="also save a random LoRA for its UNet at FILE (.safetensors), for vj run --lora FILE",
+    )
     ra.add_argument("--seed", type=int, default=0)
     ra.set_defaults(func=cmd_model_random)
 
@@ -57,11 +76,18 @@ def cmd_model_random(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from vj.gen.models import require_packages
-    from vj.gen.random_models import save_random
+    from vj.gen.random_models import random_pipeline, save_random_lora
 
     require_packages()
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError("the folder is not empty", file=str(out), fix="name a new folder")
-    print(save_random(args.arch, out, args.seed))
+    lora = Path(args.lora) if args.lora else None
+    if lora is not None and lora.suffix != ".safetensors":
+        raise ConfigError("a LoRA is saved as a .safetensors file", file=str(lora), fix="end the name in .safetensors")
+    pipe = random_pipeline(args.arch, args.seed, args.family)
+    pipe.save_pretrained(out, safe_serialization=True)
+    print(out)
+    if lora is not None:
+        print(save_random_lora(lora, rank=4, seed=args.seed, unet=pipe.unet))
     return 0

@@ -18,7 +18,16 @@ DECODER_OPTIONS = ("model", "model_config", "device", "dtype", "tiny_vae")
 
 # What the engine loads from a diffusers repository: configs, tokenizer files and safetensors weights; not the
 # safety checker, not the duplicate .bin/.ckpt weights, not the single-file copies some repositories add.
-FETCH_PATTERNS = ["*.json", "*.txt", "*/*.json", "*/*.txt", "*/*.safetensors"]
+# A LoRA repository keeps its weights at the top: diffusers' file name, or names that say "lora".
+FETCH_PATTERNS = [
+    "*.json",
+    "*.txt",
+    "*/*.json",
+    "*/*.txt",
+    "*/*.safetensors",
+    "pytorch_lora_weights.safetensors",
+    "*lora*.safetensors",
+]
 SKIP_PATTERNS = ["safety_checker/*", "*.fp16.safetensors", "*/*.fp16.safetensors"]
 
 
@@ -64,6 +73,53 @@ def locate(model: str, what: str = "model") -> tuple[str, Path]:
         raise ModelMissing(
             f"{what} '{model}' is not on this machine; download it once while online: vj model fetch {model}"
         ) from None
+
+
+LORA_FILE = "pytorch_lora_weights.safetensors"  # the name diffusers saves a LoRA under
+
+
+def locate_lora(name: str) -> Path:
+    """The LoRA ``.safetensors`` file that ``name`` means: a file; a folder holding one (diffusers' own
+    ``pytorch_lora_weights.safetensors``, or its only ``.safetensors``); a cached Hugging Face id, or an id and the
+    file in it (``ByteDance/SDXL-Lightning/sdxl_lightning_4step_lora.safetensors``)."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        if path.suffix != ".safetensors":
+            raise ModelMissing(f"LoRA {name}: a LoRA is a .safetensors file")
+        return path
+    if path.is_dir():
+        return _lora_in(path, name)
+    parts = name.split("/")
+    if name.startswith((".", "/", "~")) or len(parts) < 2 or (len(parts) == 2 and path.suffix == ".safetensors"):
+        raise ModelMissing(f"LoRA '{name}' not found: no such file or folder")
+    repo, inner = "/".join(parts[:2]), "/".join(parts[2:])
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(repo, local_files_only=True))
+    except Exception:  # noqa: BLE001 - "not cached" comes in several exception types
+        raise ModelMissing(
+            f"LoRA '{repo}' is not on this machine; download it once while online: vj model fetch {repo}"
+        ) from None
+    if not inner:
+        return _lora_in(folder, repo)
+    file = folder / inner
+    if not file.is_file():
+        have = ", ".join(sorted(p.name for p in folder.glob("*.safetensors"))) or "no .safetensors files"
+        raise ModelMissing(f"LoRA '{name}': {repo} on this machine has no {inner} ({have})")
+    return file
+
+
+def _lora_in(folder: Path, name: str) -> Path:
+    if (folder / LORA_FILE).is_file():
+        return folder / LORA_FILE
+    files = sorted(folder.glob("*.safetensors"))
+    if len(files) == 1:
+        return files[0]
+    if not files:
+        raise ModelMissing(f"LoRA '{name}': no .safetensors file in {folder}")
+    names = ", ".join(f.name for f in files)
+    raise ModelMissing(f"LoRA '{name}': several .safetensors files ({names}); name one: --lora {name}/{files[0].name}")
 
 
 def fetch(model: str) -> Path:
