@@ -57,6 +57,8 @@ SPOKEN = [
     ("keep this one", "save"),
     ("replay the best dreams", "replay"),
     ("blackout", "blackout"),
+    ("go to sleep", "sleep"),
+    ("wake up", "wake up"),
     ("scene one", "scene 1"),
     ("scene four", "scene 4"),
     ("go to scene three", "scene 3"),
@@ -100,6 +102,8 @@ CHATTER = [
     "I can't see anything from here",
     "stop talking and listen",
     "zoology was my favourite subject",
+    "I could sleep through this set",
+    "don't go to sleep on me",
 ]
 
 

@@ -111,3 +111,42 @@ class NoModel(SlowLoad):
 
         time.sleep(0.2)
         raise GeneratorUnusable("model 'x/y' is not on this machine")
+
+
+class GpuModel(Generator):
+    """Loads slowly like a model on the GPU (as long as ``gate`` stays shut), paints green; counts its loads and
+    closes, and says so through events a test can wait on. ``reset()`` before each test."""
+
+    name = "gpu-model"
+    loads_slowly = True
+    loaded = 0
+    closed = 0
+    gate = threading.Event()  # a load waits for this (set: loads at once)
+    loading = threading.Event()  # set when a load starts waiting at the gate
+    closed_once = threading.Event()
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.loaded = cls.closed = 0
+        cls.gate.set()
+        cls.loading.clear()
+        cls.closed_once.clear()
+
+    def load(self) -> None:
+        GpuModel.loading.set()
+        GpuModel.gate.wait(30)
+        GpuModel.loaded += 1
+        self.open = True
+
+    def generate(self, image: Any, params: Mapping[str, Any]) -> np.ndarray:
+        return np.full((self.height, self.width, 3), (20, 220, 40), np.uint8)
+
+    def close(self) -> None:
+        if getattr(self, "open", False):
+            self.open = False
+            GpuModel.closed += 1
+            GpuModel.closed_once.set()
+
+
+def is_green(image: np.ndarray) -> bool:
+    return bool(image[..., 1].mean() > 200 and image[..., 0].mean() < 40 and image[..., 2].mean() < 60)

@@ -69,6 +69,9 @@ def canonical(text: str, **kw) -> str | None:
         ("go to scene one", "scene 1"),
         ("next scene", "scene next"),
         ("previous scene", "scene previous"),
+        ("sleep", "sleep"),
+        ("Go to sleep.", "sleep"),
+        ("wake up", "wake up"),
     ],
 )
 def test_the_design_table_phrasings(said, command):
@@ -134,6 +137,74 @@ def test_talk_is_not_a_command(talk):
     assert canonical(talk) is None
 
 
+@pytest.mark.parametrize(
+    ("said", "command"),
+    [
+        ("Sleep.", "sleep"),
+        ("Okay, go to sleep.", "sleep"),
+        ("go to sleep please", "sleep"),
+        ("VJ, go to sleep now.", "sleep"),
+        ("Sleep. Sleep.", "sleep"),  # recognisers repeat a short clip
+        ("Wake up!", "wake up"),
+        ("Wake-up.", "wake up"),
+        ("Wakeup.", "wake up"),
+        ("please wake up", "wake up"),
+        ("Wake up. Wake up!", "wake up"),
+    ],
+)
+def test_sleep_and_wake_up_said_whole(said, command):
+    assert canonical(said) == command
+
+
+@pytest.mark.parametrize(
+    "near",
+    [
+        "I could sleep through this set",
+        "I can't sleep through this set.",
+        "I could sleep",
+        "don't sleep",
+        "don't go to sleep",
+        "Don't go to sleep on me.",
+        "go to sleep already",
+        "time to sleep",
+        "sleep well",
+        "sleepy",
+        "sleeping",
+        "asleep",
+        "slip",
+        "sheep",
+        "go sleep",
+        "the city never sleeps",
+        "Sleep?",
+        "Go to sleep?",
+        "wake me up",
+        "woke up",
+        "I woke up late",
+        "make up",
+        "wait up",
+        "wake up call",
+        "wake",
+        "stay awake",
+        "Wake up?",
+    ],
+)
+def test_near_misses_of_sleep_and_wake_up_give_nothing(near):
+    assert canonical(near) is None, "a near miss of a strict command is no command at all"
+
+
+def test_sleep_and_wake_up_need_a_sure_recogniser():
+    assert parse(Heard("go to sleep", 0.02, -0.5)) is not None
+    assert parse(Heard("go to sleep", 0.02, -0.9)) is None, "a doubtful reading must not close the model"
+    assert parse(Heard("wake up", 0.02, -0.9)) is None
+
+
+def test_every_other_phrasing_still_means_its_own_command():
+    from vj.control.voice.grammar import PHRASES
+
+    wrong = {p: canonical(p) for c, ps in PHRASES.items() for p in ps if canonical(p) != c}
+    assert not wrong, "the strict commands' guard took these"
+
+
 def test_a_doubtful_recogniser_gives_no_command():
     assert parse(Heard("zoom in", no_speech=0.9, logprob=-0.2)) is None
     assert parse(Heard("zoom in", no_speech=0.1, logprob=-2.0)) is None
@@ -173,6 +244,7 @@ def test_other_commands():
     assert ops("scene 3") == [("scene", 3, "set")] and ops("scene next") == [("scene", "next", "set")]
     assert ops("resume") == [("freeze", False, "set"), ("blackout", False, "set")]
     assert ops("save") == [("save", None, "fire")]
+    assert ops("sleep") == [("pause_gpu", True, "set")] and ops("wake up") == [("pause_gpu", False, "set")]
 
 
 # -- listening -----------------------------------------------------------------------------------------------------

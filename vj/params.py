@@ -66,6 +66,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("freeze", "bool", False, doc="hold the picture: no motion, no new frames"),
     ParamSpec("record", "bool", False, doc="record the program output to a file (see --record)"),
     ParamSpec("ptt", "bool", False, doc="push-to-talk: the voice listens while this is on"),
+    ParamSpec(
+        "pause_gpu", "bool", False, doc="free the GPU: the model is closed and the CPU stand-in dreams until off"
+    ),
     ParamSpec("prompt", "string", "a luminous dream of drifting nebulae", doc="what the dream is about"),
     ParamSpec("prompt_b", "string", "", doc="a second prompt to blend toward (empty: none)", empty=True, look=True),
     ParamSpec("prompt_blend", "float", 0.0, 0.0, 1.0, 0.3, 0.1, "fader from prompt (0) to prompt_b (1)", look=True),

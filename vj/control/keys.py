@@ -21,6 +21,7 @@ CHARS: dict[str, tuple[str, Op, Any]] = {
     ".": ("speed", "nudge", 1),
     "b": ("blackout", "toggle", None),
     "h": ("freeze", "toggle", None),
+    "g": ("pause_gpu", "toggle", None),
     "f": ("fullscreen", "fire", None),
     "q": ("quit", "fire", None),
     " ": ("spark", "fire", None),
@@ -54,7 +55,7 @@ HOLD: dict[str, str] = {"v": "ptt"}
 HELP = (
     "arrows pan  +/- zoom  [ ] rotate  , . speed  PgUp/PgDn strength  Backspace stop",
     "1-9 scene  N/P next/previous scene  R replay  S save  Space spark  T tap tempo  Enter type a prompt",
-    "B blackout  H freeze  hold V to talk  Ctrl+R record  Tab HUD  F full screen  Esc quit",
+    "B blackout  H freeze  G pause/resume the GPU  hold V to talk  Ctrl+R record  Tab HUD  F full screen  Esc quit",
 )
 
 

@@ -6,6 +6,7 @@ Addresses (every parameter and remote action of the spec tables, see ``vj osc li
     /vj/<param> "+"|"-" <x>    Resolume's relative form: move by x ("a" <x>: its absolute form, set to x)
     /vj/norm/<param> <0..1>    for senders that only speak 0..1: mapped onto the parameter's range
     /vj/<bool>                 no argument: flip it
+    /vj/pause-gpu              a "-" in a name reads as "_": the same address as /vj/pause_gpu
     /vj/<trigger or action>    no argument, or a non-zero one (a button's press; its release, 0, does nothing)
     mapping routes             [[osc.route]] in a mapping file: any address onto any target
 
@@ -297,7 +298,7 @@ class OscRouter:
         if address in self.routes:
             return self._mapped(address, self.routes[address], args)
         if address.startswith(NORM):
-            name = address[len(NORM) :]
+            name = address[len(NORM) :].replace("-", "_")
             spec = self.params.get(name)
             if spec is None or spec.kind not in ("float", "int", "bool"):
                 raise Reject(f"unknown address (no number parameter '{name}' for {NORM}...)")
@@ -312,7 +313,7 @@ class OscRouter:
             return [(name, spec.lo + min(1.0, max(0.0, x)) * spec.span, "set")]
         if not address.startswith(PREFIX):
             raise Reject("unknown address (vj listens under /vj/)")
-        name = address[len(PREFIX) :]
+        name = address[len(PREFIX) :].replace("-", "_")  # /vj/pause-gpu is /vj/pause_gpu
         if name in self.params:
             return self._param(address, self.params[name], args)
         if name in self.actions:
@@ -697,5 +698,6 @@ LEGEND = """\
 Numbers may come as i, h (int64), f or d (double); a message of several numbers counts its last (TouchDesigner's
 Time Slice mode). Resolume's forms: "+"/"-" x moves by x, "*" x multiplies, "a" x sets, "?" asks: the answer
 /vj/<param> <value> goes back to the sender's address and port. Bundles are applied at once (time tags ignored).
+A "-" in a name reads as "_" (/vj/pause-gpu is /vj/pause_gpu).
 MIDI in OSC (type m: port, status, data 1, data 2), at any address, goes through the MIDI mapping.
 Mapping files add aliases ([[osc.route]]: any address onto any target; target = ["pan_x", "pan_y"] for XY pads)."""

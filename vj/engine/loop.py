@@ -44,7 +44,7 @@ from vj.engine.blend import FrameBlender, OutputLevel, SceneFade
 from vj.engine.clock import Clock, RealClock
 from vj.engine.director import Director
 from vj.engine.mixer import Mixer
-from vj.engine.report import GeneratorSection, Report, SceneSection, SparkSection, WindowSection
+from vj.engine.report import GeneratorSection, Report, SceneSection, SparkSection, WindowSection, vram_mb
 from vj.engine.spark import Sparks
 from vj.engine.worker import GeneratorWorker, Job
 from vj.errors import ConfigError, ParamError
@@ -177,6 +177,7 @@ class Show:
         self.recorder: Recorder | None = None  # the recording under way
         self.recordings: list[Recorder] = []
         self.on_frame: list[Callable[[Show], None]] = []  # called after each presented frame (tests, recorders)
+        self._vram_at_end: tuple[float | None] | None = None  # GPU memory as the show ended, before the model closed
 
     def add_source(self, source: Source) -> None:
         self.sources.append(source)
@@ -533,6 +534,7 @@ class Show:
             log.info("interrupted")
         finally:
             self._stopping.set()
+            self._vram_at_end = (vram_mb(),)
             for source in reversed(self.sources):
                 try:
                     source.stop()
@@ -680,6 +682,9 @@ class Show:
         fps = 1000 / recent if recent else 0.0
         stats = w.stats
         gen = stats.describe()
+        vram = vram_mb()
+        if vram is not None:
+            gen += f"  VRAM {vram:.0f} MB"
         lines = [
             f"vj {fps:.0f} fps  frame {self.frame_ms.recent_percentile(50):.1f} ms"
             f" (p99 {self.frame_ms.recent_percentile(99):.1f})   {gen}   errors {stats.errors}"
@@ -747,6 +752,8 @@ class Show:
             gen.generated_by = dict(stats.generated_by)
             gen.load_s = round(stats.load_s, 2) if stats.load_s is not None else None
             gen.node = stats.node
+            gen.gpu_paused = stats.gpu_paused
+        gen.vram_mb = self._vram_at_end[0] if self._vram_at_end is not None else vram_mb()
         return Report(
             seconds=round(self.elapsed, 3),
             frames=self.frames,

@@ -6,6 +6,7 @@ their own name (``osc``, ``midi``, ``voice``...), and their health under ``sourc
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,6 +27,28 @@ class GeneratorSection:
     load_s: float | None = None
     last_error: str | None = None
     node: dict[str, Any] | None = None  # --generator remote: the node's address, round trip, reconnects...
+    vram_mb: float | None = None  # GPU memory this process holds in tensors; None without torch or CUDA
+    gpu_paused: bool = False  # pause_gpu: the model is closed and the stand-in dreams
+
+
+def vram_mb() -> float | None:
+    """GPU memory in tensors now, in MB (all CUDA devices), or None when torch is not loaded or has no CUDA.
+
+    Never imports torch: a show on a CPU generator has not loaded it and must not pay for it here. A CUDA that was
+    never used reads 0 without being started.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    try:
+        cuda = torch.cuda
+        if not cuda.is_available():
+            return None
+        if not cuda.is_initialized():
+            return 0.0
+        return round(sum(cuda.memory_allocated(i) for i in range(cuda.device_count())) / 2**20, 1)
+    except Exception:  # noqa: BLE001 - a figure for the report: a broken driver must not stop the report
+        return None
 
 
 @dataclass

@@ -12,6 +12,11 @@ built again after a short back-off; one that hangs past its ``frame_timeout`` is
 finish on its own and its late result is thrown away) and a fresh worker thread takes over. After ``max_failures``
 failures in a row without a good frame, the worker switches to the fallback generator, if it has one. Through all
 of it the window keeps showing and moving the last good frame.
+
+A generator that loads slowly (a model on the GPU) is built on a helper thread while the fallback stands in. The
+same stand-in takes over when the job's ``pause_gpu`` is on: the model is closed (its GPU memory freed, so another
+program can have the GPU) and the fallback dreams on from its last frame; when ``pause_gpu`` goes off the model is
+loaded again the same way, and takes over once it is ready.
 """
 
 from __future__ import annotations
@@ -100,11 +105,12 @@ class WorkerStats:
     last_error: str | None = None
     fps: float = 0.0  # of the generator named (or its fallback), never of a stand-in
     stand_in_fps: float = 0.0
-    state: str = "starting"  # starting, loading, running, failed
+    state: str = "starting"  # starting, loading, running, failed, paused
     stand_in: str | None = None  # what dreams while the generator loads
     generated_by: dict[str, int] = field(default_factory=dict)  # frames per generator that made them
     load_s: float | None = None  # how long the last load on a helper thread took
     node: dict[str, Any] | None = None  # a remote generator's node: address, round trip, reconnects...
+    gpu_paused: bool = False  # pause_gpu is on and the slow-loading generator is closed: the stand-in dreams
 
     @property
     def producing(self) -> str:
@@ -113,6 +119,8 @@ class WorkerStats:
 
     def describe(self) -> str:
         """One line for the HUD: who makes the frames now, and how fast."""
+        if self.gpu_paused:
+            return f"GPU paused: {self.name} closed, {self.stand_in} {self.stand_in_fps:.1f} fps meanwhile"
         if self.stand_in:
             return f"{self.name} loading, {self.stand_in} {self.stand_in_fps:.1f} fps meanwhile"
         if self.fallback:
@@ -158,6 +166,7 @@ class GeneratorWorker:
         self._loader: _Loader | None = None
         self._stand_in = False  # the generator running is the fallback, dreaming while the real one loads
         self._switch: tuple[GeneratorFactory, str] | None = None
+        self._pause_asked = False  # the last job's pause_gpu: the worker thread acts when it changes
         self._bloom: Bloom | None = None
         self._small: np.ndarray | None = None  # the last frame's vitals-size luminance
 
@@ -248,13 +257,18 @@ class GeneratorWorker:
         if self._failures >= self._max_failures:
             self._fall_back("keeps failing")
         self.stats.state = "loading"
-        if getattr(self._build, "slow", False) and self._fallback is not None and self.stats.fallback is None:
-            # Weights take a while: load them on a helper thread and keep the stand-in dreaming meanwhile.
-            if self._loader is None:  # a stand-in restarted after a hang keeps the load already under way
+        stand_in = self._fallback if self._pausable() else None
+        self.stats.gpu_paused = stand_in is not None and self._pause_asked
+        if stand_in is not None:
+            if self.stats.gpu_paused:  # the GPU is wanted elsewhere: nothing loads until pause_gpu goes off
+                self.stats.state = "paused"
+            elif self._loader is None:  # a stand-in restarted after a hang keeps the load already under way
+                # Weights take a while: load them on a helper thread and keep the stand-in dreaming meanwhile.
                 self._loader = _Loader(self._build)
-            gen = self._fallback()
+            gen = stand_in()
             self._stand_in, self.stats.stand_in = True, self._fallback_name
         else:
+            self._stand_in, self.stats.stand_in = False, None
             with self._lock:
                 self._busy_since, self._busy_building = time.monotonic(), True
             try:
@@ -263,7 +277,7 @@ class GeneratorWorker:
                 with self._lock:
                     self._busy_since, self._busy_building = None, False
         self._timeout = float(getattr(gen, "frame_timeout", 10.0))
-        if self._stand_in:  # the load competes for the machine: a slow stand-in frame is no hang
+        if self._stand_in:  # a load competes for the machine: a slow stand-in frame is no hang
             self._timeout = max(self._timeout, STAND_IN_TIMEOUT)
         if not self._current(epoch):
             _close(gen)
@@ -300,6 +314,47 @@ class GeneratorWorker:
         log.info("generator %s loaded: it takes over", self.stats.name)
         return gen
 
+    def _pausable(self) -> bool:
+        """Whether the generator asked for loads slowly (a model, on the GPU) and a stand-in can dream for it."""
+        return bool(getattr(self._build, "slow", False)) and self._fallback is not None and self.stats.fallback is None
+
+    def _pause(self, gen: Generator | None) -> Generator | None:
+        """pause_gpu came on: close the model (the stand-in takes over) or stop its load. Returns the generator
+        that dreams on: the stand-in already running, or None for ``_create`` to build it."""
+        stats = self.stats
+        if not self._pausable():
+            why = "it fell back" if stats.fallback else "it holds no model that loads slowly"
+            log.info("pause_gpu: generator %s has nothing to free (%s); ignored", stats.producing, why)
+            return gen
+        stats.gpu_paused, stats.state, stats.stand_in = True, "paused", self._fallback_name
+        if self._loader is not None:  # a load under way is finished on its thread and closed there, unused
+            self._loader.abandon()
+            self._loader = None
+        if gen is not None and not self._stand_in:
+            self._prev = _as_picture(gen, self._prev)  # the stand-in carries on from the model's last frame
+            if self._bloom is not None:
+                fresh = _as_picture(gen, self._bloom.fresh)
+                if fresh is None:
+                    self._bloom = None
+                else:
+                    self._bloom.fresh = fresh
+            _close(gen)
+            gen = None
+        log.info("GPU paused: generator %s closed, %s dreams meanwhile", stats.name, self._fallback_name)
+        return gen
+
+    def _resume(self, gen: Generator | None) -> None:
+        """pause_gpu went off: load the model again while the stand-in dreams on (``_arrived`` swaps it in)."""
+        if not self.stats.gpu_paused:
+            return
+        self.stats.gpu_paused = False
+        if not self._pausable():
+            return
+        self.stats.state = "loading"  # now, or as soon as the stand-in is built (frozen: when the show thaws)
+        if gen is not None and self._stand_in and self._loader is None:
+            self._loader = _Loader(self._build)
+        log.info("GPU resumed: loading generator %s again, %s dreams meanwhile", self.stats.name, self._fallback_name)
+
     def _run(self, epoch: int) -> None:
         _background()
         gen: Generator | None = None
@@ -310,11 +365,20 @@ class GeneratorWorker:
                 job = self.inbox.latest(timeout=0.1)
                 if job is None or not self._current(epoch):
                     continue
+                if bool(job.params.get("pause_gpu")) != self._pause_asked:  # before freeze: a frozen show frees too
+                    self._pause_asked = not self._pause_asked
+                    if self._pause_asked:
+                        closing, gen = gen, self._pause(gen)
+                        if closing is not None and gen is None:
+                            first_build = True  # the stand-in taking over is no restart
+                    else:
+                        self._resume(gen)
                 if job.params.get("freeze"):
                     time.sleep(0.02)
                     continue
-                # a stand-in leaves most of the machine to the load: a few frames a second stay smooth on screen
-                interval = max(self._min_interval, STAND_IN_INTERVAL) if self._stand_in else self._min_interval
+                # a stand-in leaves most of the machine to a load: a few frames a second stay smooth on screen
+                loading = self._stand_in and self._loader is not None
+                interval = max(self._min_interval, STAND_IN_INTERVAL) if loading else self._min_interval
                 wait = last_start + interval - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)

@@ -13,6 +13,11 @@ as "scene 3". The grammar takes that in stride:
 And it refuses: an utterance that matches no phrasing well enough, that the recogniser itself doubted (high
 no-speech probability, low log-probability), or that is too long to be a command, gives no command at all. Chatter
 ("what a lovely evening"), music and noise must never move the picture.
+
+Commands that are dear to get wrong (``STRICT_PHRASES``: "sleep" closes the model to free the GPU, "wake up" loads
+it again, seconds to minutes of work) are stricter still: the whole utterance must be one of their phrasings, word
+for word, not asked as a question, from a recogniser that was sure. Something close to one of them that is not it
+("sleepy", "woke up", "don't go to sleep") gives nothing at all, rather than the nearest other command.
 """
 
 from __future__ import annotations
@@ -76,6 +81,13 @@ PHRASES: dict[str, tuple[str, ...]] = {
         "the previous scene",
     ),
 }
+
+# canonical -> phrasings that must be the whole utterance (fillers aside), word for word. See the module docstring.
+STRICT_PHRASES: dict[str, tuple[str, ...]] = {
+    "sleep": ("sleep", "go to sleep"),
+    "wake up": ("wake up", "wakeup"),
+}
+STRICT_NEAR = 80.0  # an utterance this close to a strict phrasing, but not it: no command
 
 # Ways to start a prompt. The words after it are the prompt, as said.
 PROMPT_TRIGGERS = (
@@ -391,6 +403,12 @@ def parse(heard: Heard | str, *, scenes: tuple[str, ...] = (), options: GrammarO
     found = _scene(text, scenes)
     if found is not None:
         return _sure(Command(found[0], found[1], text), heard, opts)
+    strict, near = _strict(text)
+    if strict is not None:
+        asked = first_thought(heard.text).rstrip().endswith("?")  # "Sleep?" is a question, not an order
+        if asked or heard.logprob < opts.strict_logprob:
+            return None
+        return Command(strict, 100.0, text)
     words = text.split()
     if len(words) > MAX_COMMAND_WORDS:
         return None
@@ -400,9 +418,23 @@ def parse(heard: Heard | str, *, scenes: tuple[str, ...] = (), options: GrammarO
         alt, alt_canonical = _best_phrase(repaired)
         if alt - MISHEARD_COST > score:
             score, canonical = alt - MISHEARD_COST, alt_canonical
-    if score < opts.threshold:
+    if score < opts.threshold or near > score:  # nearer to "wake up" than to anything else: nothing
         return None
     return _sure(Command(canonical, score, text), heard, opts)
+
+
+def _strict(text: str) -> tuple[str | None, float]:
+    """(the strict command ``text`` says word for word, or None; how near it comes to one when it does not, 0 when
+    not within ``STRICT_NEAR``). A phrase said twice over ("Wake up. Wake up.": recognisers repeat) is said."""
+    words = text.split()
+    near = 0.0
+    for canonical, phrasings in STRICT_PHRASES.items():
+        for phrase in phrasings:
+            pw = phrase.split()
+            if words and len(words) % len(pw) == 0 and words == pw * (len(words) // len(pw)):
+                return canonical, 100.0
+            near = max(near, similarity(text, phrase))
+    return None, near if near >= STRICT_NEAR else 0.0
 
 
 def _best_phrase(words: list[str]) -> tuple[float, str]:

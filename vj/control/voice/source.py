@@ -90,6 +90,8 @@ def operations(command: Command, targets: dict[str, Any]) -> list[tuple[str, Any
         "blackout": [("blackout", True, "set")],
         "record": [("record", True, "set")],
         "stop recording": [("record", False, "set")],
+        "sleep": [("pause_gpu", True, "set")],
+        "wake up": [("pause_gpu", False, "set")],
     }
     return table.get(c, [])
 
