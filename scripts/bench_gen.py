@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -45,7 +46,8 @@ def main() -> None:
     ap.add_argument("--model-config", metavar="ID|DIR", help="configs for a single-file --model")
     ap.add_argument("--generator", default="lcm", choices=("lcm",), help="the generator measured (lcm)")
     ap.add_argument("--size", type=int, default=512, help="frame size N (N x N, a multiple of 8; 512)")
-    ap.add_argument("--steps", type=int, default=4, help="denoising steps a frame (4)")
+    ap.add_argument("--steps", type=int, help="denoising steps a frame (default: the model family's: lcm 4, turbo 1)")
+    ap.add_argument("--family", default="auto", choices=("auto", "lcm", "turbo", "lightning"), help="as vj run")
     ap.add_argument("--frames", type=int, default=20, help="frames measured per loop (20)")
     ap.add_argument("--warmup", type=int, default=2, help="frames per loop not measured (2)")
     ap.add_argument("--strength", type=float, default=0.5, help="the strength parameter 0..1 (0.5)")
@@ -53,8 +55,17 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto", choices=("auto", "float16", "bfloat16", "float32"))
     ap.add_argument("--tiny-vae", nargs="?", const=TINY_VAE, metavar="ID", help="the engine encodes/decodes with TAESD")
     ap.add_argument("--compile", action="store_true", help="torch.compile the engine's UNet")
+    ap.add_argument(
+        "--stream-batch",
+        action="store_true",
+        help="the engine denoises the steps of several frames in one batched UNet call (one call a frame)",
+    )
+    ap.add_argument("--markdown", metavar="FILE", help="print a markdown table of the JSON lines in FILE, and exit")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(args.markdown))
+        return
 
     import torch
     from diffusers.utils import logging as diffusers_logging
@@ -73,14 +84,25 @@ def main() -> None:
         tiny = random_tiny_vae() if args.tiny_vae else None
     pipe.to(device, dtype)
     pipe.set_progress_bar_config(file=open(os.devnull, "w"))  # noqa: SIM115 - the bars still run, unseen
-    parts = parts_from(pipe, device, dtype, tiny)
+    parts = parts_from(pipe, device, dtype, tiny, family=args.family, name=args.model or args.arch)
     size = (args.size, args.size)
     label = args.model or f"random {args.arch}"
-    gen = LcmGenerator(size, model=label, parts=parts, steps=args.steps, compile=args.compile)
-    gen.load()  # the warm-up frame
+    gen = LcmGenerator(
+        size, model=label, parts=parts, steps=args.steps, compile=args.compile, stream_batch=args.stream_batch
+    )
+    gen.load()  # the warm-up frames
+    args.steps = gen.steps
+    # The naive loop as each family's model card runs it: LCM's pipeline takes the steps and its guidance; the
+    # SD/SDXL img2img pipelines of turbo and lightning models run steps x strength of their steps, without CFG.
+    lcm = type(pipe).__name__.startswith("LatentConsistency")
 
-    calls = {"n": 0}
-    parts.unet.register_forward_pre_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
+    calls = {"n": 0, "batch": 0}
+
+    def count(_module: Any, inputs: tuple[Any, ...]) -> None:
+        calls["n"] += 1
+        calls["batch"] = max(calls["batch"], int(inputs[0].shape[0]))
+
+    parts.unet.register_forward_pre_hook(count)
     params = {"prompt": PROMPT, "seed": 7, "strength": args.strength}
     strength = gen.denoise_strength(params)
     delta = np.array([0.02, 0.005, 0.0, 0.0])  # a camera step: log zoom, angle, pan x, pan y
@@ -88,35 +110,40 @@ def main() -> None:
     start = gen.fresh(params)
     frame, picture = start, gen.to_display(start)
     times: dict[str, list[float]] = {"engine": [], "naive": [], "model": []}
-    unet_calls: dict[str, int] = {}
+    unet_calls = {"engine": 0, "naive": 0}
+    batch = {"engine": 0, "naive": 0}
     for i in range(args.warmup + args.frames):
+        measured = i >= args.warmup
         # the engine, as the show's worker runs it
-        calls["n"] = 0
+        calls["n"] = calls["batch"] = 0
         t0 = time.perf_counter()
         frame = gen.generate(gen.warp(frame, delta), params)
         shown = gen.to_display(frame)  # the copy the window needs (and the wait for the device)
         engine_ms = (time.perf_counter() - t0) * 1000
-        unet_calls["engine"] = calls["n"]
+        if measured:
+            unet_calls["engine"] += calls["n"]
+            batch["engine"] = max(batch["engine"], calls["batch"])
         # the naive loop
-        calls["n"] = 0
+        calls["n"] = calls["batch"] = 0
         t0 = time.perf_counter()
         warped = motion.warp(picture, delta)
         out = pipe(
             prompt=PROMPT,
             image=Image.fromarray(warped),
-            num_inference_steps=args.steps,
+            num_inference_steps=args.steps if lcm else math.ceil(args.steps / strength),
             strength=strength,
-            guidance_scale=gen.guidance,
+            guidance_scale=gen.guidance if lcm else 0.0,
         ).images[0]
         picture = np.asarray(out)
         naive_ms = (time.perf_counter() - t0) * 1000
-        unet_calls["naive"] = calls["n"]
+        if measured:
+            unet_calls["naive"] += calls["n"]
+            batch["naive"] = max(batch["naive"], calls["batch"])
         # the engine again, timing every model call
         gen.timer.enabled, gen.timer.ms = True, 0.0
-        t0 = time.perf_counter()
         timed = gen.to_display(gen.generate(gen.warp(frame, delta), params))
         gen.timer.enabled = False
-        if i >= args.warmup:
+        if measured:
             times["engine"].append(engine_ms)
             times["naive"].append(naive_ms)
             times["model"].append(gen.timer.ms)
@@ -134,6 +161,7 @@ def main() -> None:
         "dtype": str(dtype).replace("torch.", ""),
         "size": args.size,
         "steps": args.steps,
+        "family": parts.family.name + (" XL" if parts.family.xl else ""),
         "strength": round(strength, 3),
         "tiny_vae": bool(args.tiny_vae),
         "compile": args.compile,
@@ -146,11 +174,46 @@ def main() -> None:
         "overhead_share": round((engine - model) / engine, 4),
         "engine_fps": round(1000 / engine, 2),
         "naive_fps": round(1000 / naive, 2),
-        "unet_calls_per_frame": unet_calls,
+        "stream_batch": gen.streaming,
+        "unet_calls_per_frame": round(unet_calls["engine"] / args.frames, 2),
+        "batch": batch["engine"],
+        "naive_unet_calls_per_frame": round(unet_calls["naive"] / args.frames, 2),
+        "naive_batch": batch["naive"],
+        "vram_mb": round(torch.cuda.max_memory_allocated(device) / 2**20) if device.type == "cuda" else None,
         "threads": torch.get_num_threads(),
     }
     print(json.dumps(result))
     sys.stdout.flush()
+
+
+COLUMNS = [
+    ("model", "model"),
+    ("family", "family"),
+    ("steps", "steps"),
+    ("stream_batch", "stream batch"),
+    ("compile", "compile"),
+    ("tiny_vae", "TAESD"),
+    ("dtype", "dtype"),
+    ("engine_fps", "engine fps"),
+    ("naive_fps", "naive fps"),
+    ("ratio", "engine/naive time"),
+    ("unet_calls_per_frame", "UNet calls/frame"),
+    ("batch", "batch"),
+    ("vram_mb", "VRAM MB"),
+]
+
+
+def markdown(path: str) -> str:
+    """The benchmark's JSON lines in ``path`` as a markdown table (the device named above it)."""
+    rows = [json.loads(line) for line in open(path) if line.strip().startswith("{")]  # noqa: SIM115
+    if not rows:
+        return f"(no results in {path})"
+    lines = [f"Device: {rows[0]['device']}, {rows[0]['size']}x{rows[0]['size']}", ""]
+    lines.append("| " + " | ".join(title for _, title in COLUMNS) + " |")
+    lines.append("|" + "---|" * len(COLUMNS))
+    for row in rows:
+        lines.append("| " + " | ".join(str(row.get(key, "")) for key, _ in COLUMNS) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ def drive(worker: GeneratorWorker, until, timeout: float = 10.0, **params) -> li
                 frames.append(f)
             time.sleep(0.005)
     finally:
-        worker.stop()
+        # wait for the frame in progress: a thread left inside torch when the tests end aborts the process
+        worker.stop(timeout=60)
     return frames
 
 

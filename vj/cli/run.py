@@ -195,7 +195,31 @@ def _add_model_options(m: Any) -> None:
         metavar="ID|DIR",
         help="a tiny autoencoder for much cheaper encode/decode (default when given alone: madebyollin/taesd)",
     )
-    m.add_argument("--compile", action="store_true", help="torch.compile the UNet (slow start, faster frames)")
+    m.add_argument(
+        "--compile", action="store_true", default=None, help="torch.compile the UNet (slow start, faster frames)"
+    )
+    m.add_argument(
+        "--family",
+        choices=("auto", "lcm", "turbo", "lightning"),
+        help="how the model was distilled (auto: from its config and name): its default steps and schedule",
+    )
+    m.add_argument(
+        "--lora",
+        metavar="FILE|ID|DIR",
+        help="LoRA weights fused into the model once at load (e.g. latent-consistency/lcm-lora-sdv1-5 onto any SD 1.5)",
+    )
+    m.add_argument(
+        "--stream-batch",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="denoise the steps of several frames in one batched UNet call (default: on with 2+ steps on a GPU)",
+    )
+    m.add_argument("--controlnet", metavar="ID|DIR", help="a depth ControlNet: keeps forms coherent while zooming")
+    m.add_argument(
+        "--depth-model",
+        metavar="ID|DIR",
+        help="the depth estimator the ControlNet follows (default: depth-anything/Depth-Anything-V2-Small-hf)",
+    )
 
 
 def _keys_help() -> str:
@@ -293,7 +317,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-_MODEL_OPTIONS = ("model", "model_config", "steps", "guidance", "device", "dtype", "tiny_vae", "compile")
+_MODEL_OPTIONS = (
+    "model",
+    "model_config",
+    "steps",
+    "guidance",
+    "device",
+    "dtype",
+    "tiny_vae",
+    "compile",
+    "family",
+    "lora",
+    "stream_batch",
+    "controlnet",
+    "depth_model",
+)
 
 
 def _record_path(text: str | None) -> Path | None:
@@ -320,7 +358,7 @@ def gen_size_for(generator: str, window: tuple[int, int]) -> tuple[int, int]:
 
 def _generator(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """The generator's name and options: the model options belong to lcm (and give it, if no other is named)."""
-    options = {key: getattr(args, key) for key in _MODEL_OPTIONS if getattr(args, key) not in (None, False)}
+    options = {key: getattr(args, key) for key in _MODEL_OPTIONS if getattr(args, key) is not None}
     node = getattr(args, "node", None)
     name = args.generator or ("lcm" if options else "remote" if node else "dream")
     if options and name != "lcm":

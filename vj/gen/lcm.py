@@ -30,12 +30,14 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import numpy as np
 
 from vj.errors import GeneratorUnusable
 from vj.frame import motion
+from vj.gen import families
 from vj.gen.base import Generator
 from vj.gen.models import DEFAULT_MODEL, require_packages
 from vj.gen.pipeline import (
@@ -141,6 +143,59 @@ class Timer:
             torch.mps.synchronize()
 
 
+@dataclass
+class Control:
+    """The depth ControlNet's input for a frame (or a stream batch's frames): the depth picture, and how firmly."""
+
+    image: Any  # B x 3 x H x W, 0..1
+    scale: Any  # B, a tensor on the device
+
+    @staticmethod
+    def stack(controls: list[Control | None]) -> Control | None:
+        """One input for a batch; frames that entered with it off get a blank picture at scale 0."""
+        import torch
+
+        given = [c for c in controls if c is not None]
+        if not given:
+            return None
+        blank = Control(torch.zeros_like(given[0].image), torch.zeros_like(given[0].scale))
+        picked = [c if c is not None else blank for c in controls]
+        return Control(torch.cat([c.image for c in picked]), torch.cat([c.scale for c in picked]))
+
+
+@dataclass
+class _InFlight:
+    """A frame in a stream batch: what it entered with, and where its denoising stands."""
+
+    frame: int  # its frame number: its noise
+    seed: int  # the seed of its denoising steps' noise
+    latents: Any  # 1 x 4 x h x w, noised for its next step
+    cond: Cond
+    timesteps: list[int]
+    consts: list[tuple[float, ...]]
+    control: Control | None = None  # its depth ControlNet input, when on
+    drift: motion.Camera = field(default_factory=motion.new_camera)  # how far the camera moved since it entered
+
+
+@dataclass
+class StreamFrame:
+    """What a stream batch gives back: the picture that came out (a frame that entered ``steps - 1`` frames ago,
+    moved to the camera of now), and the newest frame's clean-latent estimate after its first step, which the
+    loop feeds back. Feeding back the picture instead would close ``steps`` separate loops that take turns on
+    screen and flicker against each other; the estimate keeps one dream, one frame after another."""
+
+    shown: Any  # 1 x 3 x H x W in -1..1
+    feed: Any  # 1 x 4 x h x w latent
+    latent: Any  # the latent behind ``shown``
+
+
+@dataclass
+class Feed:
+    """The next frame's input as a latent (a warped stream feed): no encode needed."""
+
+    latent: Any
+
+
 class LcmGenerator(Generator):
     name = "lcm"
     frame_timeout = 120.0  # a big model on a CPU can take tens of seconds a frame
@@ -154,27 +209,40 @@ class LcmGenerator(Generator):
         model_config: str | None = None,
         device: str = "auto",
         dtype: str = "auto",
-        steps: int = 4,
+        steps: int | None = None,
         guidance: float = 8.0,
         tiny_vae: str | None = None,
         compile: bool = False,
+        family: str = "auto",
+        lora: str | None = None,
+        stream_batch: bool | None = None,
+        controlnet: str | None = None,
+        depth_model: str | None = None,
         parts: Parts | None = None,
     ) -> None:
         super().__init__(size)
         if self.width % 8 or self.height % 8:
             raise GeneratorUnusable(f"lcm needs a size divisible by 8, got {self.width}x{self.height}")
-        if not 1 <= steps <= 8:
+        if steps is not None and not 1 <= steps <= 8:
             raise GeneratorUnusable(f"lcm steps must be 1..8, got {steps}")
         self.model, self.model_config = model or DEFAULT_MODEL, model_config
         self.device_name, self.dtype_name = device, dtype
-        self.steps, self.guidance, self.tiny_vae, self.compile = steps, guidance, tiny_vae, compile
+        self.steps = steps or 4  # until the model's family says otherwise (at load, when not given)
+        self.steps_given = steps is not None
+        self.guidance, self.tiny_vae, self.compile = guidance, tiny_vae, compile
+        self.family, self.lora, self.stream_batch = family, lora, stream_batch
+        self.controlnet, self.depth_model = controlnet, depth_model
+        self.structure: Any = None  # the depth ControlNet, when --controlnet is given
+        self._v = False  # the UNet predicts v (velocity) rather than the noise
         self.parts = parts  # given: already loaded (the benchmark shares them with a pipeline)
         self._embeds: OrderedDict[str, Cond] = OrderedDict()
         self._schedules: dict[tuple[int, int], Schedule] = {}
         self._frame = 0
         self._last_latent: Any = None
         self._rng: Any = None
-        self._timesteps: dict[int, Any] = {}
+        self._timesteps: dict[int | tuple[int, ...], Any] = {}
+        self._flight: list[_InFlight] = []  # stream batch: the frames in flight, stage 1 first
+        self.streaming = False  # decided at load: stream_batch, or auto (a GPU and 2+ steps)
         self.loading = ""
 
     # -- loading -----------------------------------------------------------------------------------------------
@@ -187,7 +255,8 @@ class LcmGenerator(Generator):
             self.dtype = pick_dtype(self.dtype_name, self.device)
         else:
             self.device, self.dtype = self.parts.unet.device, self.parts.unet.dtype
-        bar = _progress(2 if self.parts else 3 + bool(self.tiny_vae), f"loading {self.model}")
+        stages = (2 if self.parts else 3 + bool(self.tiny_vae)) + bool(self.controlnet)
+        bar = _progress(stages, f"loading {self.model}")
 
         def stage(name: str) -> None:
             self.loading = name
@@ -196,7 +265,7 @@ class LcmGenerator(Generator):
         try:
             if self.parts is None:
                 stage("weights")
-                pipe = load_pipeline(self.model, self.model_config, self.dtype)
+                pipe = load_pipeline(self.model, self.model_config, self.dtype, lora=self.lora)
                 bar.update(1)
                 vae = None
                 if self.tiny_vae:
@@ -204,30 +273,58 @@ class LcmGenerator(Generator):
                     vae = load_tiny_vae(self.tiny_vae, self.dtype)
                     bar.update(1)
                 stage("to the device")
-                self.parts = parts_from(pipe, self.device, self.dtype, vae)
+                names = [self.lora or "", self.model]  # an LCM-LoRA makes any model lcm
+                self.parts = parts_from(pipe, self.device, self.dtype, vae, family=self.family, name=names)
                 del pipe
             bar.update(1)
+            if self.controlnet:
+                stage("ControlNet and depth")
+                from vj.gen.structure import Structure
+
+                self.structure = Structure.load(self.controlnet, self.depth_model, self.device, self.dtype)
+                bar.update(1)
             self.timer = Timer(self.device)
+            family = self.parts.family
+            self.steps = self.steps if self.steps_given else family.steps
+            self._v = family.prediction == "v_prediction"
             unet = self.parts.unet
             dim = unet.config.get("time_cond_proj_dim")
             self._w = _guidance_embedding(self.guidance - 1.0, dim).to(self.device, self.dtype) if dim else None
             if self.compile:
                 self.parts.unet = torch.compile(unet, mode="reduce-overhead", fullgraph=False)
+            wanted = self.device.type == "cuda" if self.stream_batch is None else self.stream_batch
+            self.streaming = wanted and self.steps >= 2
             stage("warm-up")  # the first frames pay for kernel selection (and compilation): not on stage
-            grey = torch.zeros(1, 3, self.height, self.width, device=self.device, dtype=self.dtype)
-            for _ in range(3 if self.compile else 1):
-                self.generate(grey, {"prompt": "", "seed": 0, "strength": 0.5})
+            grey: Any = torch.zeros(1, 3, self.height, self.width, device=self.device, dtype=self.dtype)
+            # a stream fills its pipeline first, then runs the batched call (both shapes get compiled)
+            for _ in range((3 if self.compile else 1) + (self.steps if self.streaming else 0)):
+                grey = self.generate(grey, {"prompt": "", "seed": 0, "strength": 0.5})
+                grey = self.warp(grey, motion.new_camera()) if self.streaming else grey
+            self._flight = []
             bar.update(1)
         finally:
             bar.close()
             self.loading = ""
-        log.info("lcm ready: %s on %s, %s", self.model, self.device, str(self.dtype).replace("torch.", ""))
+        log.info(
+            "lcm ready: %s (%s%s, %d steps%s) on %s, %s",
+            self.model,
+            family.name,
+            " XL" if family.xl else "",
+            self.steps,
+            ", stream batch" if self.streaming else "",
+            self.device,
+            str(self.dtype).replace("torch.", ""),
+        )
 
     def close(self) -> None:
         if self.parts is None:
             return
         self.parts = None
         self._embeds.clear()
+        self._flight = []
+        if self.structure is not None:
+            self.structure.close()
+            self.structure = None
         import torch
 
         if torch.cuda.is_available():
@@ -240,7 +337,7 @@ class LcmGenerator(Generator):
             self._embeds.move_to_end(prompt)
             return cached
         assert self.parts is not None
-        cond = self.timer(encode_prompt, self.parts, prompt, self.device, self.dtype)
+        cond = self.timer(encode_prompt, self.parts, prompt, self.device, self.dtype, size=(self.width, self.height))
         self._embeds[prompt] = cond
         if len(self._embeds) > 32:
             self._embeds.popitem(last=False)
@@ -264,9 +361,7 @@ class LcmGenerator(Generator):
         p = self.parts
         assert p is not None
         s = p.scheduler
-        strength = max(key[1] / 100, (steps + 1) / s.config.original_inference_steps)
-        s.set_timesteps(steps, strength=min(1.0, strength))
-        timesteps = [int(t) for t in s.timesteps]
+        timesteps = families.timesteps(p.family, s, steps, key[1] / 100)
         ac = s.alphas_cumprod
         consts: list[tuple[float, ...]] = []
         for i, t in enumerate(timesteps):
@@ -300,34 +395,39 @@ class LcmGenerator(Generator):
         return tensor
 
     # -- frames -------------------------------------------------------------------------------------------------
-    def _noise(self, shape: tuple[int, ...], seed: int) -> Any:
+    def _noise(self, shape: tuple[int, ...], seed: int, frame: int | None = None) -> Any:
+        """Noise for ``frame`` (default: the current one) and ``seed``: the same draw whichever path asks for it,
+        so a frame denoised in a stream batch gets exactly the noise it would get on its own."""
         import torch
 
         # drawn on the device (no copy from the host), in the memory layout the convolutions prefer
         if self._rng is None:
             self._rng = torch.Generator(device=self.device)
-        self._rng.manual_seed((seed * 1_000_003 + self._frame) % 2**63)
+        frame = self._frame if frame is None else frame
+        self._rng.manual_seed((seed * 1_000_003 + frame) % 2**63)
         noise = torch.randn(shape, generator=self._rng, device=self.device, dtype=self.dtype)
         return noise.contiguous(memory_format=torch.channels_last) if noise.ndim == 4 else noise
 
     def _denoise(
-        self, latents: Any, cond: Any, steps_consts: tuple[list[int], list[tuple[float, ...]]], seed: int
+        self,
+        latents: Any,
+        cond: Cond,
+        steps_consts: tuple[list[int], list[tuple[float, ...]]],
+        seed: int,
+        control: Any = None,
     ) -> Any:
         """The consistency steps: each predicts the clean latent, then (but for the last) noises it again."""
-        p = self.parts
-        assert p is not None
         timesteps, consts = steps_consts
         denoised = latents
         for i, (t, (c_skip, c_out, sa, sb, sa_prev, sb_prev)) in enumerate(zip(timesteps, consts, strict=True)):
-            eps = self._unet(latents, self._timestep(t), cond)
-            x0 = (latents - sb * eps) / sa
-            denoised = c_out * x0 + c_skip * latents
+            out = self._unet(latents, self._timestep(t), cond, control)
+            denoised = c_out * self._x0(latents, out, sa, sb) + c_skip * latents
             if i < len(timesteps) - 1:
                 latents = sa_prev * denoised + sb_prev * self._noise(tuple(latents.shape), seed + i)
         return denoised
 
-    def _unet(self, latents: Any, timesteps: Any, cond: Cond) -> Any:
-        """One UNet call: the noise it predicts for ``latents`` (a frame, or a stream batch's frames)."""
+    def _unet(self, latents: Any, timesteps: Any, cond: Cond, control: Control | None = None) -> Any:
+        """One UNet call: what it predicts for ``latents`` (a frame, or a stream batch's frames)."""
         p = self.parts
         assert p is not None
         batch = latents.shape[0]
@@ -335,7 +435,27 @@ class LcmGenerator(Generator):
         kwargs: dict[str, Any] = {"encoder_hidden_states": cond.embeds, "timestep_cond": w}
         if cond.added is not None:
             kwargs["added_cond_kwargs"] = cond.added
+        if control is not None and self.structure is not None:
+            # run at scale 1 and weigh per frame: the frames of a stream batch entered at different fader settings
+            res = self.timer(self.structure.residuals, latents, timesteps, cond, control.image, 1.0)
+            weight = control.scale.to(latents.dtype)[:, None, None, None]
+            kwargs["down_block_additional_residuals"] = [r * weight for r in res["down_block_additional_residuals"]]
+            kwargs["mid_block_additional_residual"] = res["mid_block_additional_residual"] * weight
         return self.timer(p.unet, latents, timesteps, return_dict=False, **kwargs)[0]
+
+    def _x0(self, latents: Any, out: Any, sa: Any, sb: Any) -> Any:
+        """The clean latent the UNet's prediction implies (from the noise, or from v for v-prediction models)."""
+        return sa * latents - sb * out if self._v else (latents - sb * out) / sa
+
+    def _control(self, image: Any, params: Mapping[str, Any]) -> Control | None:
+        """The depth ControlNet's input for a frame made from ``image``; None when off (no cost)."""
+        scale = float(params.get("control_strength", 0.0)) if self.structure is not None else 0.0
+        if scale <= 0:
+            return None
+        import torch
+
+        picture = self._decode(image.latent) if isinstance(image, Feed) else image
+        return Control(self.timer(self.structure.control_image, picture), torch.tensor([scale], device=self.device))
 
     def _encode(self, image: Any) -> Any:
         import torch
@@ -363,7 +483,8 @@ class LcmGenerator(Generator):
 
     @_no_grad
     def generate(self, image: Any, params: Mapping[str, Any]) -> Any:
-        if image is None:
+        if image is None:  # the loop starts afresh: so does the stream
+            self._flight = []
             return self.fresh(params)
         if isinstance(image, np.ndarray):
             image = self.adopt(image)
@@ -371,15 +492,67 @@ class LcmGenerator(Generator):
         seed = int(params.get("seed", 0))
         timesteps, consts, (na, nb) = self.schedule(self.steps, self.denoise_strength(params))
         cond = self.conditioning(params)
-        latents = self._encode(image)
+        control = self._control(image, params)
+        latents = image.latent if isinstance(image, Feed) else self._encode(image)
         latents = na * latents + nb * self._noise(tuple(latents.shape), seed)
-        self._last_latent = self._denoise(latents, cond, (timesteps, consts), seed + 17)
+        if self.streaming and len(timesteps) == self.steps:
+            return self._stream(_InFlight(self._frame, seed + 17, latents, cond, timesteps, consts, control))
+        self._last_latent = self._denoise(latents, cond, (timesteps, consts), seed + 17, control)
         return self._decode(self._last_latent)
+
+    # -- stream batch -------------------------------------------------------------------------------------------
+    def _stream(self, new: _InFlight) -> StreamFrame:
+        """Enter ``new`` at the first step; one batched UNet call moves every frame in flight one step on; the
+        frame that took its last step comes out. Each frame is denoised exactly as on its own (its own noise,
+        conditioning and schedule); the batch only shares the call."""
+        import torch
+
+        if len(self._flight) != self.steps - 1:
+            return self._stream_fill(new)
+        batch = [new, *self._flight]  # stages 0 .. steps-1
+        latents = torch.cat([f.latents for f in batch])
+        key = tuple(f.timesteps[stage] for stage, f in enumerate(batch))
+        t = self._timesteps.get(key)
+        if t is None:
+            t = self._timesteps[key] = torch.tensor(key, device=self.device)
+        c = torch.tensor([f.consts[stage] for stage, f in enumerate(batch)], device=self.device, dtype=self.dtype)
+        c_skip, c_out, sa, sb, sa_prev, sb_prev = (c[:, i, None, None, None] for i in range(6))
+        out = self._unet(latents, t, Cond.stack([f.cond for f in batch]), Control.stack([f.control for f in batch]))
+        denoised = c_out * self._x0(latents, out, sa, sb) + c_skip * latents
+        done = batch[-1]
+        for stage, f in enumerate(batch[:-1]):
+            noise = self._noise(tuple(new.latents.shape), f.seed + stage, f.frame)
+            f.latents = sa_prev[stage] * denoised[stage : stage + 1] + sb_prev[stage] * noise
+        self._flight = batch[:-1]
+        self._last_latent = denoised[-1:]
+        shown = self._decode(self._last_latent)
+        if not motion.is_still(done.drift):  # it entered steps-1 frames ago: move it to where the camera is now
+            shown = self.warp(shown, done.drift)
+        return StreamFrame(shown, denoised[:1], self._last_latent)
+
+    def _stream_fill(self, new: _InFlight) -> StreamFrame:
+        """An empty (or broken) pipeline: denoise ``new`` on its own, and fill the pipeline with it at every later
+        step. The next ``steps - 1`` frames come out as this one again (a hold of a few frames when the stream
+        starts), then each frame follows the one before it."""
+        self._flight = []
+        latents, estimate = new.latents, None
+        for stage, (t, (c_skip, c_out, sa, sb, sa_prev, sb_prev)) in enumerate(
+            zip(new.timesteps, new.consts, strict=True)
+        ):
+            out = self._unet(latents, self._timestep(t), new.cond, new.control)
+            denoised = c_out * self._x0(latents, out, sa, sb) + c_skip * latents
+            estimate = denoised if estimate is None else estimate
+            if stage < self.steps - 1:
+                latents = sa_prev * denoised + sb_prev * self._noise(tuple(latents.shape), new.seed + stage, new.frame)
+                copy = _InFlight(new.frame, new.seed, latents, new.cond, new.timesteps, new.consts, new.control)
+                self._flight.append(copy)  # at stage 1 .. steps-1
+        self._last_latent = denoised
+        return StreamFrame(self._decode(denoised), estimate, denoised)
 
     @_no_grad
     def fresh(self, params: Mapping[str, Any]) -> Any:
         """From noise alone (text to image): a new picture of the prompt, for the first frame and for sparks."""
-        self._frame += 1
+        self._frame += 1  # (the frames in flight, if any, go on: a spark's bloom is mixed into the stream)
         seed = int(params.get("seed", 0))
         timesteps, consts, _ = self.schedule(self.steps, 1.0)
         latents = self._noise((1, 4, self.height // 8, self.width // 8), seed)  # LCM's initial noise scale is 1
@@ -387,7 +560,7 @@ class LcmGenerator(Generator):
         return self._decode(self._last_latent)
 
     def latent(self, frame: Any) -> Any:
-        return self._last_latent
+        return frame.latent if isinstance(frame, StreamFrame) else self._last_latent
 
     def adopt(self, image: Any) -> Any:
         import torch
@@ -402,6 +575,10 @@ class LcmGenerator(Generator):
 
         if isinstance(frame, np.ndarray):
             return frame
+        if isinstance(frame, StreamFrame):
+            frame = frame.shown
+        elif isinstance(frame, Feed):
+            frame = self._decode(frame.latent)
         img = ((frame[0].float() + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
         return img.cpu().numpy()
 
@@ -412,6 +589,11 @@ class LcmGenerator(Generator):
 
         if isinstance(frame, np.ndarray):
             return motion.warp(frame, delta)
+        if isinstance(frame, StreamFrame):
+            # the loop moves on: every frame in flight drifts from the camera it entered with
+            for f in self._flight:
+                f.drift = f.drift + delta
+            return Feed(frame.feed if motion.is_still(delta) else self.warp(frame.feed, delta))
         if motion.is_still(delta):
             return frame
         theta = torch.from_numpy(_sample_grid_matrix(delta, self.width, self.height)).to(self.device, frame.dtype)
@@ -424,6 +606,10 @@ class LcmGenerator(Generator):
 
         if isinstance(frame, np.ndarray):
             return super().mix(frame, self.to_display(other), weights, mode)
+        if isinstance(frame, Feed | StreamFrame):  # mixing is in pictures: decode the latent once
+            frame = self._decode(frame.latent) if isinstance(frame, Feed) else frame.shown
+        if isinstance(other, StreamFrame | Feed):
+            other = other.shown if isinstance(other, StreamFrame) else self._decode(other.latent)
         b = (frame + 1) / 2
         layer = (self.adopt(other) + 1) / 2
         w = torch.as_tensor(weights, dtype=frame.dtype).to(self.device)

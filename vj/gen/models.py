@@ -18,7 +18,8 @@ DECODER_OPTIONS = ("model", "model_config", "device", "dtype", "tiny_vae")
 
 # What the engine loads from a diffusers repository: configs, tokenizer files and safetensors weights; not the
 # safety checker, not the duplicate .bin/.ckpt weights, not the single-file copies some repositories add.
-# A LoRA repository keeps its weights at the top: diffusers' file name, or names that say "lora".
+# A LoRA repository keeps its weights at the top: diffusers' file name, or names that say "lora"; so do a
+# ControlNet's (diffusers' name) and a depth model's (transformers' name).
 FETCH_PATTERNS = [
     "*.json",
     "*.txt",
@@ -27,6 +28,8 @@ FETCH_PATTERNS = [
     "*/*.safetensors",
     "pytorch_lora_weights.safetensors",
     "*lora*.safetensors",
+    "diffusion_pytorch_model.safetensors",
+    "model.safetensors",
 ]
 SKIP_PATTERNS = ["safety_checker/*", "*.fp16.safetensors", "*/*.fp16.safetensors"]
 
