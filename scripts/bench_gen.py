@@ -54,7 +54,13 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto", choices=("auto", "float16", "bfloat16", "float32"))
     ap.add_argument("--tiny-vae", nargs="?", const=TINY_VAE, metavar="ID", help="the engine encodes/decodes with TAESD")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the engine's UNet")
+    ap.add_argument(
+        "--compile",
+        nargs="?",
+        const="inductor",
+        choices=("inductor", "tensorrt"),
+        help="torch.compile the engine's UNet (as vj run --compile)",
+    )
     ap.add_argument(
         "--stream-batch",
         action="store_true",
@@ -88,7 +94,7 @@ def main() -> None:
     size = (args.size, args.size)
     label = args.model or f"random {args.arch}"
     gen = LcmGenerator(
-        size, model=label, parts=parts, steps=args.steps, compile=args.compile, stream_batch=args.stream_batch
+        size, model=label, parts=parts, steps=args.steps, compile=args.compile or False, stream_batch=args.stream_batch
     )
     gen.load()  # the warm-up frames
     args.steps = gen.steps
@@ -164,7 +170,7 @@ def main() -> None:
         "family": parts.family.name + (" XL" if parts.family.xl else ""),
         "strength": round(strength, 3),
         "tiny_vae": bool(args.tiny_vae),
-        "compile": args.compile,
+        "compile": args.compile or False,
         "frames": args.frames,
         "engine_ms": round(engine, 2),
         "naive_ms": round(naive, 2),

@@ -3,6 +3,9 @@ frame code on tiny random models saved as folders, as ``vj run --model DIR`` fin
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from tests.child import start, vj  # noqa: E402
 from tests.tiny import tiny_lcm, tiny_lora, tiny_turbo, tiny_xl  # noqa: E402
 from vj.errors import GeneratorUnusable  # noqa: E402
 from vj.gen.lcm import LcmGenerator  # noqa: E402
@@ -143,3 +147,41 @@ def test_the_controlnet_in_a_stream_batch_weighs_each_frame_by_its_own_fader(con
         out = stream.generate(x, {**PARAMS, "control_strength": f})
         source = 0 if t < stream.steps else t - stream.steps + 1
         assert torch.allclose(out.shown, expected[source], atol=2e-4), t
+
+
+def test_vj_run_with_stream_batch_and_a_depth_controlnet_made_by_vj(tmp_path):
+    made = vj(
+        "model", "random", "--arch", "tiny", "--out", str(tmp_path / "m"), "--structure", str(tmp_path / "s"),
+        timeout=180,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.split() == [str(tmp_path / p) for p in ("m", "s/controlnet", "s/depth")]
+    proc = start(
+        "-v", "run", "--model", str(tmp_path / "m"), "--stream-batch", "--controlnet", str(tmp_path / "s/controlnet"),
+        "--depth-model", str(tmp_path / "s/depth"), "--gen-size", "64x64", "--headless", "--seconds", "600",
+        "--no-osc", "--no-dreams", "--report", "-",
+    )  # fmt: skip
+    seen = []
+    assert proc.stderr is not None
+    for line in proc.stderr:  # waits for the model's frames however long the load takes, then ends the show
+        seen.append(line)
+        if "first frame from lcm" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    stdout, rest = proc.communicate(timeout=180)
+    assert proc.returncode == 0, (rest or "".join(seen))[-2000:]
+    log = "".join(seen) + rest
+    assert "lcm ready" in log and "stream batch" in log, log[-2000:]
+    g = json.loads(stdout)["generator"]
+    assert g["errors"] == 0 and g["fallback"] is None and g["generated_by"].get("lcm", 0) >= 1, g
+    engine = g["engine"]
+    assert engine["stream_batch"] is True and engine["steps"] == 4 and engine["family"] == "lcm"
+    assert engine["controlnet"] == str(tmp_path / "s/controlnet")
+
+
+def test_compiling_with_tensorrt_without_its_package_says_what_to_install(root):
+    if importlib.util.find_spec("torch_tensorrt") is not None:
+        pytest.skip("torch-tensorrt is installed here")
+    gen = LcmGenerator(SIZE, model=str(tiny_lcm(root / "trt")), compile="tensorrt")
+    with pytest.raises(GeneratorUnusable, match="pip install torch-tensorrt"):
+        gen.load()

@@ -20,6 +20,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from tests.child import ENV  # noqa: E402
 from vj.gen.lcm import Feed, LcmGenerator, StreamFrame  # noqa: E402
 from vj.gen.pipeline import Parts, parts_from  # noqa: E402
 from vj.gen.random_models import random_pipeline  # noqa: E402
@@ -185,7 +186,7 @@ def test_stream_batch_is_off_on_a_cpu_unless_asked_and_with_one_step(pipe):
 def bench(*extra: str) -> dict[str, Any]:
     cmd = [sys.executable, str(ROOT / "scripts" / "bench_gen.py"), "--arch", "tiny", "--size", "64", "--steps", "4"]
     cmd += ["--frames", "6", "--device", "cpu", *extra]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, check=False)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=ENV, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -202,7 +203,30 @@ def test_the_benchmark_counts_one_batched_unet_call_a_frame_with_stream_batch(tm
     lines.write_text(json.dumps(streamed) + "\n" + json.dumps(plain) + "\n")
     table = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench_gen.py"), "--markdown", str(lines)],
-        capture_output=True, text=True, timeout=60, cwd=ROOT, check=False,
+        capture_output=True, text=True, timeout=60, cwd=ROOT, env=ENV, check=False,
     ).stdout  # fmt: skip
     rows = [line for line in table.splitlines() if line.startswith("| random tiny")]
     assert len(rows) == 2 and "| True |" in rows[0] and "| 1.0 | 4 |" in rows[0], table
+
+
+def test_the_gpu_table_script_writes_one_row_per_setting(tmp_path):
+    # the GPU run's script, quick on the CPU: tiny architectures, no compiled rows
+    env = {**ENV, "ARCH_LCM": "tiny", "ARCH_TURBO": "tiny-turbo", "COMPILE": "no", "PYTHON": sys.executable}
+    out = tmp_path / "table.md"
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "bench_gpu.sh"), str(out), "--size", "64", "--frames", "2", "--warmup", "1",
+         "--device", "cpu"],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "table.jsonl").read_text().splitlines()]
+    settings = [(r["family"], r["steps"], r["stream_batch"], r["unet_calls_per_frame"], r["batch"]) for r in rows]
+    assert settings == [
+        ("lcm", 4, False, 4, 1),
+        ("lcm", 4, True, 1, 4),
+        ("lcm", 2, False, 2, 1),
+        ("lcm", 2, True, 1, 2),
+        ("turbo", 1, False, 1, 1),
+    ]
+    table = out.read_text()
+    assert table.count("| random tiny") == 5 and "engine fps" in table

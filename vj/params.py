@@ -62,10 +62,16 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("strength", "float", 0.45, 0.0, 1.0, 0.2, 0.05, "how much each frame is re-imagined", look=True),
     ParamSpec("chaos", "float", 0.3, 0.0, 1.0, 0.3, 0.1, "turbulence and randomness", look=True),
     ParamSpec(
-        "control_strength", "float", 0.6, 0.0, 2.0, 0.2, 0.1,
+        "control_strength",
+        "float",
+        0.6,
+        0.0,
+        2.0,
+        0.2,
+        0.1,
         "how firmly a depth ControlNet (lcm --controlnet) holds the previous frame's forms (0: off, no cost)",
         look=True,
-    ),  # fmt: skip
+    ),
     ParamSpec("brightness", "float", 1.0, 0.0, 1.0, 0.1, 0.1, "output level, the master fader"),
     ParamSpec("blackout", "bool", False, doc="fade the output to black (and back)"),
     ParamSpec("freeze", "bool", False, doc="hold the picture: no motion, no new frames"),

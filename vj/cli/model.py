@@ -55,6 +55,12 @@ def _add_model_commands(sub: Any) -> None:
         metavar="FILE",
         help="also save a random LoRA for its UNet at FILE (.safetensors), for vj run --lora FILE",
     )
+    ra.add_argument(
+        "--structure",
+        metavar="DIR",
+        help="also save a random depth ControlNet for its UNet and a random depth model, in DIR/controlnet and "
+        "DIR/depth, for vj run --controlnet DIR/controlnet --depth-model DIR/depth",
+    )
     ra.add_argument("--seed", type=int, default=0)
     ra.set_defaults(func=cmd_model_random)
 
@@ -82,6 +88,8 @@ def cmd_model_random(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError("the folder is not empty", file=str(out), fix="name a new folder")
+    if args.structure and Path(args.structure).exists() and any(Path(args.structure).iterdir()):
+        raise ConfigError("the folder is not empty", file=args.structure, fix="name a new folder for --structure")
     lora = Path(args.lora) if args.lora else None
     if lora is not None and lora.suffix != ".safetensors":
         raise ConfigError("a LoRA is saved as a .safetensors file", file=str(lora), fix="end the name in .safetensors")
@@ -90,4 +98,9 @@ def cmd_model_random(args: argparse.Namespace) -> int:
     print(out)
     if lora is not None:
         print(save_random_lora(lora, rank=4, seed=args.seed, unet=pipe.unet))
+    if args.structure:
+        from vj.gen.structure import save_random_structure
+
+        for folder in save_random_structure(Path(args.structure), pipe.unet, args.seed, args.arch):
+            print(folder)
     return 0

@@ -196,7 +196,12 @@ def _add_model_options(m: Any) -> None:
         help="a tiny autoencoder for much cheaper encode/decode (default when given alone: madebyollin/taesd)",
     )
     m.add_argument(
-        "--compile", action="store_true", default=None, help="torch.compile the UNet (slow start, faster frames)"
+        "--compile",
+        nargs="?",
+        const="inductor",
+        choices=("inductor", "tensorrt"),
+        help="torch.compile the UNet (slow start, faster frames): inductor with CUDA graphs (the default when given "
+        "alone), or tensorrt (needs pip install torch-tensorrt and an NVIDIA GPU)",
     )
     m.add_argument(
         "--family",

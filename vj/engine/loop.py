@@ -751,7 +751,7 @@ class Show:
             gen.fallback, gen.state, gen.last_error = stats.fallback, stats.state, stats.last_error
             gen.generated_by = dict(stats.generated_by)
             gen.load_s = round(stats.load_s, 2) if stats.load_s is not None else None
-            gen.node = stats.node
+            gen.node, gen.engine = stats.node, stats.engine
             gen.gpu_paused = stats.gpu_paused
         gen.vram_mb = self._vram_at_end[0] if self._vram_at_end is not None else vram_mb()
         return Report(

@@ -27,6 +27,7 @@ class GeneratorSection:
     load_s: float | None = None
     last_error: str | None = None
     node: dict[str, Any] | None = None  # --generator remote: the node's address, round trip, reconnects...
+    engine: dict[str, Any] | None = None  # lcm: model family, steps, stream batch, LoRA, ControlNet, device
     vram_mb: float | None = None  # GPU memory this process holds in tensors; None without torch or CUDA
     gpu_paused: bool = False  # pause_gpu: the model is closed and the stand-in dreams
 

@@ -110,6 +110,7 @@ class WorkerStats:
     generated_by: dict[str, int] = field(default_factory=dict)  # frames per generator that made them
     load_s: float | None = None  # how long the last load on a helper thread took
     node: dict[str, Any] | None = None  # a remote generator's node: address, round trip, reconnects...
+    engine: dict[str, Any] | None = None  # what the model generator runs (family, steps, stream batch...)
     gpu_paused: bool = False  # pause_gpu is on and the slow-loading generator is closed: the stand-in dreams
 
     @property
@@ -445,7 +446,10 @@ class GeneratorWorker:
                 self._index += 1
                 stats = self.stats
                 stats.generated += 1
-                stats.node = gen.report() if gen.name == "remote" else stats.node
+                if gen.name == "remote":
+                    stats.node = gen.report()
+                else:  # what makes the frames now: the model's settings, None for a CPU generator or a stand-in
+                    stats.engine = gen.report()
                 made = stats.generated_by[stats.producing] = stats.generated_by.get(stats.producing, 0) + 1
                 if made == 1:
                     log.info("first frame from %s", stats.producing)

@@ -212,7 +212,7 @@ class LcmGenerator(Generator):
         steps: int | None = None,
         guidance: float = 8.0,
         tiny_vae: str | None = None,
-        compile: bool = False,
+        compile: bool | str = False,
         family: str = "auto",
         lora: str | None = None,
         stream_batch: bool | None = None,
@@ -291,7 +291,7 @@ class LcmGenerator(Generator):
             dim = unet.config.get("time_cond_proj_dim")
             self._w = _guidance_embedding(self.guidance - 1.0, dim).to(self.device, self.dtype) if dim else None
             if self.compile:
-                self.parts.unet = torch.compile(unet, mode="reduce-overhead", fullgraph=False)
+                self.parts.unet = _compiled(unet, "inductor" if self.compile is True else str(self.compile))
             wanted = self.device.type == "cuda" if self.stream_batch is None else self.stream_batch
             self.streaming = wanted and self.steps >= 2
             stage("warm-up")  # the first frames pay for kernel selection (and compilation): not on stage
@@ -315,6 +315,23 @@ class LcmGenerator(Generator):
             self.device,
             str(self.dtype).replace("torch.", ""),
         )
+
+    def report(self) -> dict[str, Any] | None:
+        """What runs: the report's ``generator.engine``."""
+        if self.parts is None:
+            return None
+        family = self.parts.family
+        return {
+            "family": family.name + (" XL" if family.xl else ""),
+            "steps": self.steps,
+            "stream_batch": self.streaming,
+            "lora": self.lora,
+            "controlnet": self.controlnet,
+            "tiny_vae": self.parts.tiny_vae,
+            "compile": self.compile,
+            "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""),
+        }
 
     def close(self) -> None:
         if self.parts is None:
@@ -635,6 +652,27 @@ def _sample_grid_matrix(delta: motion.Camera, width: int, height: int) -> np.nda
     # pixel centres to -1..1 (align_corners=False): x_n = (2x + 1) / W - 1
     n = np.array([[2 / width, 0, 1 / width - 1], [0, 2 / height, 1 / height - 1], [0, 0, 1]])
     return (n @ np.linalg.inv(m) @ np.linalg.inv(n))[:2].astype(np.float32)
+
+
+def _compiled(unet: Any, backend: str) -> Any:
+    """The UNet through ``torch.compile``: inductor with CUDA graphs (static shapes: a stream batch is always
+    ``steps`` frames), or TensorRT where the ``torch-tensorrt`` package is installed (never required)."""
+    import importlib.util
+
+    import torch
+
+    if backend == "inductor":
+        return torch.compile(unet, mode="reduce-overhead", fullgraph=False)
+    if backend != "tensorrt":
+        raise GeneratorUnusable(f"unknown compile backend '{backend}' (inductor or tensorrt)")
+    if importlib.util.find_spec("torch_tensorrt") is None:
+        raise GeneratorUnusable("--compile tensorrt needs the torch-tensorrt package: pip install torch-tensorrt")
+    if unet.device.type != "cuda":
+        raise GeneratorUnusable("--compile tensorrt runs on an NVIDIA GPU only (use --compile, or no compile)")
+    import torch_tensorrt  # noqa: F401 - registers the backend
+
+    options: dict[str, Any] = {"enabled_precisions": {unet.dtype}}
+    return torch.compile(unet, backend="torch_tensorrt", dynamic=False, options=options)
 
 
 def _guidance_embedding(w: float, dim: int) -> Any:
