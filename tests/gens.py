@@ -150,3 +150,59 @@ class GpuModel(Generator):
 
 def is_green(image: np.ndarray) -> bool:
     return bool(image[..., 1].mean() > 200 and image[..., 0].mean() < 40 and image[..., 2].mean() < 60)
+
+
+class OwnFrame:
+    """A frame of a generator's own kind (as a tensor on its device is): only that generator can read it."""
+
+    def __init__(self, picture: np.ndarray) -> None:
+        self.picture = picture
+
+
+class LoadsThenFails(SlowLoad):
+    """Loads fine, then fails on every frame (a model whose parts do not fit each other); counts its loads."""
+
+    name = "loads-then-fails"
+    loads = 0
+
+    def load(self) -> None:
+        time.sleep(0.1)
+        LoadsThenFails.loads += 1
+
+    def generate(self, image: Any, params: Mapping[str, Any]) -> np.ndarray:
+        raise RuntimeError("the parts of this model do not fit")
+
+
+class OwnFramesHangOnce(Generator):
+    """Slow to load (the second time); its frames are ``OwnFrame``s; hangs on its third frame (until released)."""
+
+    name = "own-frames"
+    loads_slowly = True
+    frame_timeout = 0.3
+    release = threading.Event()
+    hung = threading.Event()
+
+    def __init__(self, size: tuple[int, int] = (64, 64), **options: Any) -> None:
+        super().__init__(size)
+        self.n = 0
+
+    def load(self) -> None:
+        if OwnFramesHangOnce.hung.is_set():  # loading again after the hang: the stand-in dreams meanwhile
+            time.sleep(1.0)
+
+    def generate(self, image: Any, params: Mapping[str, Any]) -> OwnFrame:
+        self.n += 1
+        if self.n == 3 and not OwnFramesHangOnce.hung.is_set():
+            OwnFramesHangOnce.hung.set()
+            OwnFramesHangOnce.release.wait(10)
+        return OwnFrame(np.full((self.height, self.width, 3), (30, 200, 90), np.uint8))
+
+    def adopt(self, image: Any) -> OwnFrame:
+        return image if isinstance(image, OwnFrame) else OwnFrame(np.asarray(image))
+
+    def warp(self, frame: Any, delta: Any) -> Any:
+        assert isinstance(frame, OwnFrame), "only its own frames"
+        return frame
+
+    def to_display(self, frame: Any) -> np.ndarray:
+        return frame.picture

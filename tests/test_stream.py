@@ -156,6 +156,8 @@ def test_layers_and_sparks_mix_into_a_stream_frame(pipe):
     picture = gen.to_display(gen.generate(mixed, PARAMS))
     assert picture.shape == (*SIZE, 3) and picture.dtype == np.uint8
     assert gen.to_display(fed).shape == (*SIZE, 3)
+    # a restarted generator adopts the last frame of the one before
+    assert torch.equal(gen.adopt(out), out.shown)
 
 
 def test_a_new_start_empties_the_stream(pipe):

@@ -12,20 +12,22 @@ from vj.params import ParamStore
 SIZE = (64, 64)
 
 
-def job(**kw) -> Job:
+def job(camera: np.ndarray | None = None, **kw) -> Job:
     p = ParamStore().values()
     p.update(kw)
-    return Job(p, np.zeros(4))
+    return Job(p, np.zeros(4) if camera is None else camera)
 
 
-def drive(worker: GeneratorWorker, until, timeout: float = 10.0, **params) -> list:
-    """Feed jobs and run the watchdog like the loop does, until ``until(frames)`` or the timeout."""
+def drive(worker: GeneratorWorker, until, timeout: float = 10.0, moving: bool = False, **params) -> list:
+    """Feed jobs and run the watchdog like the loop does, until ``until(frames)`` or the timeout (``moving``: the
+    camera zooms in, so every frame is warped)."""
     frames: list = []
+    zoom = iter(range(10**9))
     end = time.monotonic() + timeout
     worker.start()
     try:
         while time.monotonic() < end and not until(frames):
-            worker.submit(job(**params))
+            worker.submit(job(np.array([0.001 * next(zoom), 0, 0, 0]) if moving else None, **params))
             worker.check()
             f = worker.poll()
             if f is not None:
@@ -213,3 +215,32 @@ def test_unknown_generators_are_clear_errors(name):
 
     with pytest.raises(GeneratorError, match="generator"):
         base.factory(name, SIZE)
+
+
+def test_a_model_that_loads_and_then_fails_every_frame_falls_back_instead_of_reloading_forever():
+    gens.LoadsThenFails.loads = 0
+    w = GeneratorWorker(build(gens.LoadsThenFails), SIZE, name="model", fallback=base.factory("sketch", SIZE))
+    frames = drive(w, lambda f: w.stats.fallback is not None and len(f) >= 5, timeout=120)
+    assert w.stats.fallback == "sketch" and len(frames) >= 5
+    assert gens.LoadsThenFails.loads == 3, "loaded as often as max_failures allows, then left alone"
+    assert "do not fit" in (w.stats.last_error or "")
+
+
+def test_after_a_hang_the_next_generator_starts_from_the_last_picture_not_the_hung_ones_frame():
+    gens.OwnFramesHangOnce.hung.clear()
+    gens.OwnFramesHangOnce.release.clear()
+    w = GeneratorWorker(build(gens.OwnFramesHangOnce), SIZE, name="model", fallback=base.factory("sketch", SIZE))
+    try:
+        # after the hang a stand-in dreams (from the last picture) while the model loads again, then it takes over
+        frames = drive(
+            w,
+            lambda f: w.stats.hangs == 1 and w.stats.generated_by.get("model", 0) >= 5,
+            timeout=120,
+            moving=True,
+        )
+    finally:
+        gens.OwnFramesHangOnce.release.set()
+    assert w.stats.hangs == 1 and w.stats.generated_by.get("model", 0) >= 5, w.stats
+    assert w.stats.generated_by.get("sketch", 0) >= 1, "the stand-in dreamed while the model loaded again"
+    assert w.stats.fallback is None and w.stats.errors == 1, w.stats.last_error
+    assert frames[-1].image.shape == (*SIZE[::-1], 3)

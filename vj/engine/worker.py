@@ -162,6 +162,10 @@ class GeneratorWorker:
         self._prev_camera: np.ndarray | None = None
         self._index = 0
         self._failures = 0  # in a row, since the last good frame
+        # in a row from the generator asked for itself (not its stand-in): a model that loads and then fails every
+        # frame must fall back, not be loaded again and again while the stand-in's good frames clear _failures
+        self._model_failures = 0
+        self._picture: np.ndarray | None = None  # the last good frame as a picture: what any generator can adopt
         self._last_done = 0.0
         self._spark_seen = 0
         self._loader: _Loader | None = None
@@ -217,6 +221,8 @@ class GeneratorWorker:
             self._busy_since = None
             self._epoch += 1
         self.stats.hangs += 1
+        # the hung generator's own frame (a tensor on its device...) is no input for the next one: the picture is
+        self._prev = self._picture
         what = "building the generator" if building else "generate()"
         self._fail(f"{what} hung for more than {limit:g} s")
         if building:
@@ -255,7 +261,7 @@ class GeneratorWorker:
                 self._loader = None
 
     def _create(self, epoch: int) -> Generator | None:
-        if self._failures >= self._max_failures:
+        if self._failures >= self._max_failures or self._model_failures >= self._max_failures:
             self._fall_back("keeps failing")
         self.stats.state = "loading"
         stand_in = self._fallback if self._pausable() else None
@@ -432,6 +438,7 @@ class GeneratorWorker:
                     if not self._current(epoch):
                         return
                     failures = self._fail(f"{type(e).__name__}: {e}")
+                    self._model_failures += not self._stand_in
                     self.stats.state = "failed"
                     if getattr(e, "permanent", False):
                         self._fall_back(f"cannot run ({e})")
@@ -442,7 +449,9 @@ class GeneratorWorker:
                     time.sleep(min(2.0, 0.05 * 2 ** min(failures, 6)))
                     continue
                 self._failures = 0
-                self._prev, self._prev_camera = out, job.camera
+                if not self._stand_in:
+                    self._model_failures = 0
+                self._prev, self._prev_camera, self._picture = out, job.camera, image
                 self._index += 1
                 stats = self.stats
                 stats.generated += 1

@@ -582,6 +582,8 @@ class LcmGenerator(Generator):
     def adopt(self, image: Any) -> Any:
         import torch
 
+        if isinstance(image, StreamFrame):  # another lcm's frame (a restarted generator): its picture
+            image = image.shown
         if isinstance(image, torch.Tensor):
             return image.to(self.device, self.dtype)
         t = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
