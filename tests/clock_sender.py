@@ -15,6 +15,8 @@ import time
 
 import rtmidi
 
+from vj.threads import raise_priority
+
 CLOCK, START, STOP = 0xF8, 0xFA, 0xFC
 
 
@@ -27,6 +29,7 @@ def main() -> int:
     period = 60 / (bpm * 24)
 
     def ticks(t0: float) -> None:
+        raise_priority()  # a drum machine keeps time whatever else the machine is doing
         k = 0
         while not done.is_set():
             wait = t0 + k * period - time.perf_counter()

@@ -185,3 +185,31 @@ def test_compiling_with_tensorrt_without_its_package_says_what_to_install(root):
     gen = LcmGenerator(SIZE, model=str(tiny_lcm(root / "trt")), compile="tensorrt")
     with pytest.raises(GeneratorUnusable, match="pip install torch-tensorrt"):
         gen.load()
+
+
+def test_a_controlnet_for_another_model_is_refused_at_load_with_the_reason(root, tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    xl = tiny_xl(root / "xl-for-control")
+    control, depth = save_random_structure(tmp_path / "xl", UNet2DConditionModel.from_pretrained(xl, subfolder="unet"))
+    gen = LcmGenerator(SIZE, model=str(tiny_lcm(root / "sd-model")), controlnet=str(control), depth_model=str(depth))
+    with pytest.raises(GeneratorUnusable, match="made for another kind of model") as refused:
+        gen.load()
+    assert refused.value.permanent, "not loaded again and again"
+
+
+def test_a_missing_controlnet_is_said_before_the_weights_load(root, tmp_path, monkeypatch):
+    from vj.gen import lcm
+
+    def never(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the weights were loaded first")
+
+    monkeypatch.setattr(lcm, "load_pipeline", never)
+    gen = LcmGenerator(SIZE, model=str(root), controlnet=str(tmp_path / "no-controlnet"))
+    with pytest.raises(GeneratorUnusable, match="no-controlnet"):
+        gen.load()
+
+
+def test_depth_model_without_a_controlnet_is_a_clear_error(tmp_path):
+    out = vj("run", "--model", str(tmp_path), "--depth-model", str(tmp_path), "--headless", "--frames", "1")
+    assert out.returncode == 2 and "add --controlnet" in out.stderr

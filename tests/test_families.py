@@ -375,3 +375,19 @@ def test_random_lora_leaves_the_unet_alone_and_has_diffusers_keys(xl):
     assert a.shape[0] == 2 and torch.count_nonzero(a) > 0
     again = random_lora(parts.unet, rank=2, seed=1)
     assert all(torch.equal(v, again[k]) for k, v in state.items())
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("/mnt/turbo_ssd/models/LCM_Dreamshaper_v7", ("lcm", 4)),  # the folders above a model say nothing
+        ("/home/me/lightning-tests/sd-turbo", ("turbo", 1)),
+        ("x/lcm-lora-sdxl-turbo", ("lcm", 4)),  # the word that comes first
+        ("ByteDance/sdxl_lightning_2step_unet", ("lightning", 2)),  # a step count in the name
+        ("x/SDXL-Lightning-8step", ("lightning", 8)),
+        ("/data/2step/sd-turbo", ("turbo", 1)),
+    ],
+)
+def test_only_a_models_own_name_says_its_family_and_steps(name, expected):
+    found = detect({}, {}, name)
+    assert (found.name, found.steps) == expected

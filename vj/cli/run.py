@@ -366,6 +366,8 @@ def _generator(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     options = {key: getattr(args, key) for key in _MODEL_OPTIONS if getattr(args, key) is not None}
     node = getattr(args, "node", None)
     name = args.generator or ("lcm" if options else "remote" if node else "dream")
+    if "depth_model" in options and "controlnet" not in options:
+        raise ConfigError("--depth-model is the depth estimator a ControlNet follows", fix="add --controlnet ID|DIR")
     if options and name != "lcm":
         flags = ", ".join("--" + k.replace("_", "-") for k in options)
         raise ConfigError(f"{flags}: model options are for the lcm generator, not '{name}'", fix="--generator lcm")

@@ -33,6 +33,7 @@ from vj.control.midi_port import alsa_quiet
 from vj.control.source import Source
 from vj.errors import DeviceError
 from vj.tempo import TempoSync
+from vj.threads import raise_priority
 
 log = logging.getLogger(__name__)
 
@@ -381,6 +382,7 @@ class MidiClockOut(Source):
         self.virtual = False
         self.ticks_sent = 0
         self.restarts_late = 0
+        self.priority = "normal"  # what its thread got: realtime, nice -10 or normal (see vj.threads)
         self.problem: str | None = None  # why the port is not open
         self.started_at: float | None = None  # when the first tick was due (perf_counter): beat 0 of our clock
         self._out: Any = None
@@ -435,6 +437,7 @@ class MidiClockOut(Source):
             self.bpm = float(bpm)
 
     def _run(self) -> None:
+        self.priority = raise_priority()
         while self._out is None:
             if self._stopping.wait(UNREACHABLE_S):
                 return
@@ -471,4 +474,5 @@ class MidiClockOut(Source):
             "ticks_sent": self.ticks_sent,
             "bpm": round(self.bpm, 3),
             "late_restarts": self.restarts_late,
+            "priority": self.priority,
         }

@@ -18,6 +18,8 @@ the UNet; else ``lcm`` (a model with an LCM-LoRA fused has no other trace of it)
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,13 +52,20 @@ def family(name: str, xl: bool = False, prediction: str = "epsilon") -> Family:
     return Family(name, xl, steps, spacing, prediction)
 
 
+def _own(name: str) -> str:
+    """A model's own name: the last part of a path or a Hugging Face id, lower case."""
+    return (name or "").replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].lower()
+
+
 def _named(name: str | Sequence[str]) -> str | None:
-    """The family a name mentions (lightning before turbo before lcm), the first name that mentions one winning."""
+    """The family a name mentions, the first name that mentions one winning. Only the model's own name counts
+    (the last part of a path or a Hugging Face id: a folder called ``turbo_ssd`` says nothing about the models in
+    it), and within it the word that comes first."""
     for text in [name] if isinstance(name, str) else name:
-        low = (text or "").lower()
-        for candidate in ("lightning", "turbo", "lcm"):
-            if candidate in low:
-                return candidate
+        low = _own(text)
+        found = [(low.find(c), c) for c in ("lightning", "turbo", "lcm") if c in low]
+        if found:
+            return min(found)[1]
     return None
 
 
@@ -84,9 +93,15 @@ def detect(
         return family(marked, xl, prediction)
     named = _named(name)
     if named is not None:
-        return family(named, xl, prediction)
-    # LCM's guidance embedding marks a distilled LCM; without it, and without a name, the model is taken to have
-    # an LCM-LoRA fused (the only way a plain SD model runs in a few consistency steps)
+        found = family(named, xl, prediction)
+        # a distilled model named for its step count ("sdxl_lightning_2step") runs that many by default
+        names = [name] if isinstance(name, str) else name
+        steps = re.search(r"(\d)[-_ ]?steps?(?![a-z])", " ".join(_own(n) for n in names))
+        if steps and 1 <= int(steps.group(1)) <= 8:
+            found = dataclasses.replace(found, steps=int(steps.group(1)))
+        return found
+    # without a name that says otherwise the model is an lcm: a distilled LCM (with its guidance embedding), or an
+    # SD model with an LCM-LoRA fused (the only way a plain SD model runs in a few consistency steps)
     return family("lcm", xl, prediction)
 
 

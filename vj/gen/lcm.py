@@ -39,7 +39,7 @@ from vj.errors import GeneratorUnusable
 from vj.frame import motion
 from vj.gen import families
 from vj.gen.base import Generator
-from vj.gen.models import DEFAULT_MODEL, require_packages
+from vj.gen.models import DEFAULT_MODEL, TINY_VAE, TINY_VAE_XL, locate, locate_lora, require_packages
 from vj.gen.pipeline import (
     Cond,
     Parts,
@@ -263,11 +263,15 @@ class LcmGenerator(Generator):
             bar.set_postfix_str(name, refresh=False)
 
         try:
+            self._check_files()  # a missing LoRA or ControlNet is said at once, not after the weights load
             if self.parts is None:
                 stage("weights")
                 pipe = load_pipeline(self.model, self.model_config, self.dtype, lora=self.lora)
                 bar.update(1)
                 vae = None
+                if self.tiny_vae == TINY_VAE and pipe.unet.config.get("addition_embed_type") == "text_time":
+                    log.info("an SDXL model: its tiny autoencoder is %s", TINY_VAE_XL)
+                    self.tiny_vae = TINY_VAE_XL  # SD 1.5's TAESD would decode SDXL's latents in wrong colours
                 if self.tiny_vae:
                     stage("tiny autoencoder")
                     vae = load_tiny_vae(self.tiny_vae, self.dtype)
@@ -282,6 +286,7 @@ class LcmGenerator(Generator):
                 from vj.gen.structure import Structure
 
                 self.structure = Structure.load(self.controlnet, self.depth_model, self.device, self.dtype)
+                self._check_fit()
                 bar.update(1)
             self.timer = Timer(self.device)
             family = self.parts.family
@@ -294,11 +299,14 @@ class LcmGenerator(Generator):
                 self.parts.unet = _compiled(unet, "inductor" if self.compile is True else str(self.compile))
             wanted = self.device.type == "cuda" if self.stream_batch is None else self.stream_batch
             self.streaming = wanted and self.steps >= 2
+            if self.stream_batch and self.steps < 2:
+                log.warning("stream batch needs 2 steps or more (%d here): frames are denoised one by one", self.steps)
             stage("warm-up")  # the first frames pay for kernel selection (and compilation): not on stage
             grey: Any = torch.zeros(1, 3, self.height, self.width, device=self.device, dtype=self.dtype)
             # a stream fills its pipeline first, then runs the batched call (both shapes get compiled)
             for _ in range((3 if self.compile else 1) + (self.steps if self.streaming else 0)):
-                grey = self.generate(grey, {"prompt": "", "seed": 0, "strength": 0.5})
+                # with the ControlNet on: a model and ControlNet that do not fit fail here, at load, once
+                grey = self.generate(grey, {"prompt": "", "seed": 0, "strength": 0.5, "control_strength": 1.0})
                 grey = self.warp(grey, motion.new_camera()) if self.streaming else grey
             self._flight = []
             bar.update(1)
@@ -315,6 +323,28 @@ class LcmGenerator(Generator):
             self.device,
             str(self.dtype).replace("torch.", ""),
         )
+
+    def _check_files(self) -> None:
+        """The LoRA, ControlNet and depth model are on this machine (ModelMissing, with the fix, if not)."""
+        if self.lora:
+            locate_lora(self.lora)
+        if self.controlnet:
+            from vj.gen.structure import DEFAULT_DEPTH
+
+            locate(self.controlnet, "ControlNet")
+            locate(self.depth_model or DEFAULT_DEPTH, "depth model")
+
+    def _check_fit(self) -> None:
+        """The ControlNet was made for this model's UNet: else it would fail on every frame."""
+        assert self.parts is not None and self.structure is not None
+        made, model = self.structure.controlnet.config, self.parts.unet.config
+        for key in ("cross_attention_dim", "block_out_channels", "addition_embed_type", "in_channels"):
+            a, b = made.get(key), model.get(key)
+            if (list(a) if isinstance(a, list | tuple) else a) != (list(b) if isinstance(b, list | tuple) else b):
+                raise GeneratorUnusable(
+                    f"the ControlNet {self.controlnet} was made for another kind of model ({key} {a}; this "
+                    f"model's is {b}): use a ControlNet for its architecture"
+                )
 
     def report(self) -> dict[str, Any] | None:
         """What runs: the report's ``generator.engine``."""
@@ -545,6 +575,7 @@ class LcmGenerator(Generator):
         shown = self._decode(self._last_latent)
         if not motion.is_still(done.drift):  # it entered steps-1 frames ago: move it to where the camera is now
             shown = self.warp(shown, done.drift)
+            self._last_latent = self.warp(self._last_latent, done.drift)  # a kept dream's latent matches its picture
         return StreamFrame(shown, denoised[:1], self._last_latent)
 
     def _stream_fill(self, new: _InFlight) -> StreamFrame:

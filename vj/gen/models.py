@@ -12,6 +12,7 @@ from vj.errors import GeneratorError, GeneratorUnusable
 
 DEFAULT_MODEL = "SimianLuo/LCM_Dreamshaper_v7"
 TINY_VAE = "madebyollin/taesd"
+TINY_VAE_XL = "madebyollin/taesdxl"  # SDXL's latents: the default tiny autoencoder for an SDXL model
 
 # The lcm options that say which autoencoder decodes a model's latents (replay's latent morph takes them along).
 DECODER_OPTIONS = ("model", "model_config", "device", "dtype", "tiny_vae")
