@@ -25,6 +25,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,11 +46,17 @@ def main() -> None:
     which.add_argument("--model", metavar="ID|DIR|FILE", help="a real model instead (as vj run --model)")
     ap.add_argument("--model-config", metavar="ID|DIR", help="configs for a single-file --model")
     ap.add_argument("--generator", default="lcm", choices=("lcm",), help="the generator measured (lcm)")
-    ap.add_argument("--size", type=int, default=512, help="frame size N (N x N, a multiple of 8; 512)")
-    ap.add_argument("--steps", type=int, help="denoising steps a frame (default: the model family's: lcm 4, turbo 1)")
+    ap.add_argument("--size", type=_size, default=512, help="frame size N (N x N, a multiple of 8; 512)")
+    ap.add_argument(
+        "--steps",
+        type=int,
+        choices=range(1, 9),
+        metavar="1..8",
+        help="denoising steps a frame (default: the model family's: lcm 4, turbo 1)",
+    )
     ap.add_argument("--family", default="auto", choices=("auto", "lcm", "turbo", "lightning"), help="as vj run")
-    ap.add_argument("--frames", type=int, default=20, help="frames measured per loop (20)")
-    ap.add_argument("--warmup", type=int, default=2, help="frames per loop not measured (2)")
+    ap.add_argument("--frames", type=_at_least(1), default=20, help="frames measured per loop (20)")
+    ap.add_argument("--warmup", type=_at_least(0), default=2, help="frames per loop not measured (2)")
     ap.add_argument("--strength", type=float, default=0.5, help="the strength parameter 0..1 (0.5)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto", choices=("auto", "float16", "bfloat16", "float32"))
@@ -63,8 +70,10 @@ def main() -> None:
     )
     ap.add_argument(
         "--stream-batch",
-        action="store_true",
-        help="the engine denoises the steps of several frames in one batched UNet call (one call a frame)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the engine denoises the steps of several frames in one batched UNet call (one call a frame); "
+        "as vj run, on by default on a GPU with 2+ steps",
     )
     ap.add_argument("--markdown", metavar="FILE", help="print a markdown table of the JSON lines in FILE, and exit")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -192,6 +201,23 @@ def main() -> None:
     sys.stdout.flush()
 
 
+def _size(text: str) -> int:
+    n = int(text)
+    if n < 8 or n % 8:
+        raise argparse.ArgumentTypeError(f"{n} is not a multiple of 8 (the autoencoder halves it three times)")
+    return n
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    def check(text: str) -> int:
+        n = int(text)
+        if n < low:
+            raise argparse.ArgumentTypeError(f"{n}: at least {low}")
+        return n
+
+    return check
+
+
 COLUMNS = [
     ("model", "model"),
     ("family", "family"),
@@ -210,11 +236,23 @@ COLUMNS = [
 
 
 def markdown(path: str) -> str:
-    """The benchmark's JSON lines in ``path`` as a markdown table (the device named above it)."""
-    rows = [json.loads(line) for line in open(path) if line.strip().startswith("{")]  # noqa: SIM115
+    """The benchmark's JSON lines in ``path`` as a markdown table (the device named above it); lines that are not
+    a result are left out."""
+    try:
+        text = open(path).read()  # noqa: SIM115
+    except OSError as e:
+        raise SystemExit(f"bench_gen: cannot read {path}: {e.strerror}") from None
+    rows = []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "engine_fps" in row:
+            rows.append(row)
     if not rows:
         return f"(no results in {path})"
-    lines = [f"Device: {rows[0]['device']}, {rows[0]['size']}x{rows[0]['size']}", ""]
+    lines = [f"Device: {rows[0].get('device', '?')}, {rows[0].get('size', '?')}x{rows[0].get('size', '?')}", ""]
     lines.append("| " + " | ".join(title for _, title in COLUMNS) + " |")
     lines.append("|" + "---|" * len(COLUMNS))
     for row in rows:

@@ -10,8 +10,20 @@
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 py="${PYTHON:-$( [ -x "$here/../.venv/bin/python" ] && echo "$here/../.venv/bin/python" || echo python3 )}"
-out="${1:-bench_gpu.md}"
-shift || true
+out="bench_gpu.md"
+if [[ $# -gt 0 && "$1" != -* ]]; then
+    out="$1"
+    shift
+fi
+if [[ "$out" != *.md ]]; then
+    echo "bench_gpu.sh: the table is a markdown file: give a name ending in .md (got $out)" >&2
+    exit 2
+fi
+if ! "$py" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null \
+    && [[ " $* " != *" --device "* ]]; then
+    echo "bench_gpu.sh: no CUDA GPU here; SD 1.5 at 512x512 on a CPU takes hours (give --device cpu to run anyway)" >&2
+    exit 2
+fi
 jsonl="${out%.md}.jsonl"
 : > "$jsonl"
 
@@ -31,10 +43,14 @@ turbo="${ARCH_TURBO:-sd-turbo}"
 compiles=("" "--compile")
 [[ "${COMPILE:-yes}" == "no" ]] && compiles=("")
 for compile in "${compiles[@]}"; do
-    row --arch "$lcm" --steps 4 $compile "$@"
+    row --arch "$lcm" --steps 4 --no-stream-batch $compile "$@"
     row --arch "$lcm" --steps 4 --stream-batch $compile "$@"
-    row --arch "$lcm" --steps 2 $compile "$@"
+    row --arch "$lcm" --steps 2 --no-stream-batch $compile "$@"
     row --arch "$lcm" --steps 2 --stream-batch $compile "$@"
     row --arch "$turbo" --steps 1 $compile "$@"
 done
+if [[ ! -s "$jsonl" ]]; then
+    echo "bench_gpu.sh: no row ran (see the errors above)" >&2
+    exit 1
+fi
 "$py" "$here/bench_gen.py" --markdown "$jsonl" | tee "$out"
