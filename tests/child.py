@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,21 @@ def start(*args: str, env: dict[str, str] | None = None, stdin: bool = False) ->
         env={**ENV, **(env or {})},
         cwd=ROOT,
     )
+
+
+def stop_after_line(proc: subprocess.Popen, text: str, timeout: float = 180) -> tuple[dict[str, Any], str]:
+    """Read a show's log until a line says ``text`` (however long that takes on a busy machine), end the show
+    (SIGTERM, as Ctrl-C) and return its report and its whole log."""
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if text in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    stdout, rest = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, (rest or "".join(seen))[-2000:]
+    return json.loads(stdout), "".join(seen) + rest
 
 
 def finish(proc: subprocess.Popen, timeout: float = 30) -> tuple[dict[str, Any], str]:

@@ -4,8 +4,6 @@ frame code on tiny random models saved as folders, as ``vj run --model DIR`` fin
 from __future__ import annotations
 
 import importlib.util
-import json
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from tests.child import start, vj  # noqa: E402
-from tests.tiny import tiny_lcm, tiny_lora, tiny_turbo, tiny_xl  # noqa: E402
+from tests.child import start, stop_after_line, vj  # noqa: E402
+from tests.tiny import count_unet_calls, tiny_lcm, tiny_lora, tiny_turbo, tiny_xl  # noqa: E402
 from vj.errors import GeneratorUnusable  # noqa: E402
 from vj.gen.lcm import LcmGenerator  # noqa: E402
 from vj.gen.structure import save_random_structure  # noqa: E402
@@ -37,15 +35,8 @@ def loaded(model: Path, **options: Any) -> LcmGenerator:
 
 
 def unet_calls(gen: LcmGenerator) -> dict[str, int]:
-    calls = {"n": 0, "batch": 0}
-
-    def hook(_module: Any, inputs: tuple[Any, ...]) -> None:
-        calls["n"] += 1
-        calls["batch"] = int(inputs[0].shape[0])
-
     assert gen.parts is not None
-    gen.parts.unet.register_forward_pre_hook(hook)
-    return calls
+    return count_unet_calls(gen.parts.unet)
 
 
 def frames(gen: LcmGenerator, n: int, **params: Any) -> list[np.ndarray]:
@@ -161,18 +152,9 @@ def test_vj_run_with_stream_batch_and_a_depth_controlnet_made_by_vj(tmp_path):
         "--depth-model", str(tmp_path / "s/depth"), "--gen-size", "64x64", "--headless", "--seconds", "600",
         "--no-osc", "--no-dreams", "--report", "-",
     )  # fmt: skip
-    seen = []
-    assert proc.stderr is not None
-    for line in proc.stderr:  # waits for the model's frames however long the load takes, then ends the show
-        seen.append(line)
-        if "first frame from lcm" in line:
-            break
-    proc.send_signal(signal.SIGTERM)
-    stdout, rest = proc.communicate(timeout=180)
-    assert proc.returncode == 0, (rest or "".join(seen))[-2000:]
-    log = "".join(seen) + rest
+    report, log = stop_after_line(proc, "first frame from lcm")
     assert "lcm ready" in log and "stream batch" in log, log[-2000:]
-    g = json.loads(stdout)["generator"]
+    g = report["generator"]
     assert g["errors"] == 0 and g["fallback"] is None and g["generated_by"].get("lcm", 0) >= 1, g
     engine = g["engine"]
     assert engine["stream_batch"] is True and engine["steps"] == 4 and engine["family"] == "lcm"

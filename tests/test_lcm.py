@@ -2,7 +2,6 @@
 
 import json
 import shutil
-import signal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +12,7 @@ pytest.importorskip("diffusers")
 
 import torch
 
-from tests.child import start, vj
+from tests.child import start, stop_after_line, vj
 from tests.test_worker import drive
 from tests.tiny import original_checkpoint, tiny_lcm
 from vj.engine.worker import GeneratorWorker
@@ -235,16 +234,8 @@ def test_vj_run_with_a_random_model_made_by_vj(tmp_path):
         "-v", "run", "--model", str(folder), "--gen-size", "64x64", "--headless", "--seconds", "600", "--no-osc",
         "--no-dreams", "--report", "-",
     )  # fmt: skip
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if "first frame from lcm" in line:
-            break
-    proc.send_signal(signal.SIGTERM)
-    stdout, rest = proc.communicate(timeout=180)
-    assert proc.returncode == 0, (rest or "".join(seen))[-2000:]
-    out = SimpleNamespace(stdout=stdout, stderr="".join(seen) + rest)
-    report = json.loads(out.stdout)
+    report, log = stop_after_line(proc, "first frame from lcm")
+    out = SimpleNamespace(stderr=log)
     g = report["generator"]
     assert g["name"] == "lcm" and report["generated"] >= 1 and g["errors"] == 0 and g["fallback"] is None
     assert g["generated_by"].get("lcm", 0) >= 1, g

@@ -21,6 +21,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from tests.child import ENV  # noqa: E402
+from tests.tiny import count_unet_calls  # noqa: E402
 from vj.gen.lcm import Feed, LcmGenerator, StreamFrame  # noqa: E402
 from vj.gen.pipeline import Parts, parts_from  # noqa: E402
 from vj.gen.random_models import random_pipeline  # noqa: E402
@@ -44,14 +45,7 @@ def engine(parts: Parts, stream: bool) -> LcmGenerator:
 
 
 def count_unet(parts: Parts) -> dict[str, int]:
-    calls = {"n": 0, "batch": 0}
-
-    def hook(_module: Any, inputs: tuple[Any, ...]) -> None:
-        calls["n"] += 1
-        calls["batch"] = int(inputs[0].shape[0])
-
-    parts.unet.register_forward_pre_hook(hook)
-    return calls
+    return count_unet_calls(parts.unet)
 
 
 def test_each_frame_a_stream_batch_gives_is_the_frame_the_sequential_engine_gives(pipe):

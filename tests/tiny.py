@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from vj.gen.random_models import byte_tokenizer, save_random, save_random_lora
 
@@ -31,6 +32,18 @@ def tiny_clip(folder: Path, seed: int = 0) -> Path:
     CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def count_unet_calls(unet: Any) -> dict[str, int]:
+    """A live count of ``unet``'s calls (``n``) and the batch of the last one (``batch``)."""
+    calls = {"n": 0, "batch": 0}
+
+    def hook(_module: Any, inputs: tuple[Any, ...]) -> None:
+        calls["n"] += 1
+        calls["batch"] = int(inputs[0].shape[0])
+
+    unet.register_forward_pre_hook(hook)
+    return calls
 
 
 def tiny_lcm(folder: Path) -> Path:
