@@ -312,8 +312,7 @@ class GeneratorWorker:
         gen = loader.result
         assert gen is not None
         self.stats.load_s = time.monotonic() - loader.started
-        if self._prev is not None:
-            self._prev = gen.adopt(stand_in.to_display(self._prev))
+        self._prev = gen.adopt(self._picture) if self._picture is not None else None
         _close(stand_in)
         self._stand_in, self.stats.stand_in = False, None
         self._timeout = float(getattr(gen, "frame_timeout", 10.0))
@@ -338,7 +337,7 @@ class GeneratorWorker:
             self._loader.abandon()
             self._loader = None
         if gen is not None and not self._stand_in:
-            self._prev = _as_picture(gen, self._prev)  # the stand-in carries on from the model's last frame
+            self._prev = self._picture  # the stand-in carries on from the model's last frame
             if self._bloom is not None:
                 fresh = _as_picture(gen, self._bloom.fresh)
                 if fresh is None:
@@ -397,7 +396,7 @@ class GeneratorWorker:
                         self._loader.abandon()  # a load in progress is no longer wanted
                     self._loader, self._stand_in, self.stats.stand_in = None, False, None
                     if gen is not None:
-                        self._prev = gen.to_display(self._prev) if self._prev is not None else None
+                        self._prev = self._picture
                         _close(gen)
                         gen = None
                         first_build = True  # a switch is not a restart
@@ -443,7 +442,7 @@ class GeneratorWorker:
                     if getattr(e, "permanent", False):
                         self._fall_back(f"cannot run ({e})")
                     if gen is not None:
-                        self._prev = _as_picture(gen, self._prev)  # the next generator adopts a picture, never
+                        self._prev = self._picture  # the next generator adopts a picture, never
                         _close(gen)  # a frame of this one's own kind (a tensor, a remote frame)
                         gen = None
                     time.sleep(min(2.0, 0.05 * 2 ** min(failures, 6)))

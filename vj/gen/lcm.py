@@ -243,6 +243,7 @@ class LcmGenerator(Generator):
         self._timesteps: dict[int | tuple[int, ...], Any] = {}
         self._flight: list[_InFlight] = []  # stream batch: the frames in flight, stage 1 first
         self.streaming = False  # decided at load: stream_batch, or auto (a GPU and 2+ steps)
+        self._engine: dict[str, Any] | None = None  # what report() says, made at load
         self.loading = ""
 
     # -- loading -----------------------------------------------------------------------------------------------
@@ -304,11 +305,12 @@ class LcmGenerator(Generator):
             stage("warm-up")  # the first frames pay for kernel selection (and compilation): not on stage
             grey: Any = torch.zeros(1, 3, self.height, self.width, device=self.device, dtype=self.dtype)
             # a stream fills its pipeline first, then runs the batched call (both shapes get compiled)
-            for _ in range((3 if self.compile else 1) + (self.steps if self.streaming else 0)):
+            for _ in range((3 if self.compile else 1) + self.streaming):
                 # with the ControlNet on: a model and ControlNet that do not fit fail here, at load, once
                 grey = self.generate(grey, {"prompt": "", "seed": 0, "strength": 0.5, "control_strength": 1.0})
                 grey = self.warp(grey, motion.new_camera()) if self.streaming else grey
             self._flight = []
+            self._engine = self._describe()
             bar.update(1)
         finally:
             bar.close()
@@ -340,16 +342,18 @@ class LcmGenerator(Generator):
         made, model = self.structure.controlnet.config, self.parts.unet.config
         for key in ("cross_attention_dim", "block_out_channels", "addition_embed_type", "in_channels"):
             a, b = made.get(key), model.get(key)
-            if (list(a) if isinstance(a, list | tuple) else a) != (list(b) if isinstance(b, list | tuple) else b):
+            if (list(a) if isinstance(a, tuple) else a) != (list(b) if isinstance(b, tuple) else b):
                 raise GeneratorUnusable(
                     f"the ControlNet {self.controlnet} was made for another kind of model ({key} {a}; this "
                     f"model's is {b}): use a ControlNet for its architecture"
                 )
 
     def report(self) -> dict[str, Any] | None:
-        """What runs: the report's ``generator.engine``."""
-        if self.parts is None:
-            return None
+        """What runs: the report's ``generator.engine`` (made once, at load: the worker asks every frame)."""
+        return self._engine if self.parts is not None else None
+
+    def _describe(self) -> dict[str, Any]:
+        assert self.parts is not None
         family = self.parts.family
         return {
             "family": family.name + (" XL" if family.xl else ""),
@@ -561,6 +565,8 @@ class LcmGenerator(Generator):
         key = tuple(f.timesteps[stage] for stage, f in enumerate(batch))
         t = self._timesteps.get(key)
         if t is None:
+            if len(self._timesteps) > 512:  # a strength fader that never rests makes new mixes of schedules
+                self._timesteps.clear()
             t = self._timesteps[key] = torch.tensor(key, device=self.device)
         c = torch.tensor([f.consts[stage] for stage, f in enumerate(batch)], device=self.device, dtype=self.dtype)
         c_skip, c_out, sa, sb, sa_prev, sb_prev = (c[:, i, None, None, None] for i in range(6))

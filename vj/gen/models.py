@@ -97,14 +97,7 @@ def locate_lora(name: str) -> Path:
     if name.startswith((".", "/", "~")) or len(parts) < 2 or (len(parts) == 2 and path.suffix == ".safetensors"):
         raise ModelMissing(f"LoRA '{name}' not found: no such file or folder")
     repo, inner = "/".join(parts[:2]), "/".join(parts[2:])
-    try:
-        from huggingface_hub import snapshot_download
-
-        folder = Path(snapshot_download(repo, local_files_only=True))
-    except Exception:  # noqa: BLE001 - "not cached" comes in several exception types
-        raise ModelMissing(
-            f"LoRA '{repo}' is not on this machine; download it once while online: vj model fetch {repo}"
-        ) from None
+    folder = locate(repo, "LoRA")[1]  # the cached id (or "not on this machine", with the fetch to run)
     if not inner:
         return _lora_in(folder, repo)
     file = folder / inner
